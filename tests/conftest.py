@@ -1,0 +1,33 @@
+"""Shared fixtures.
+
+``shared_data``: the real public data files in ``../shared/data`` (never copied into the repo).
+When the folder is missing, tests that need it are skipped on a developer machine but **fail**
+when the ``CI`` environment variable is set, so CI can never pass by silently skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = REPO / "sample_data"
+SHARED_DATA = Path(os.environ.get("HYDROCAST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        msg = f"shared test data not found at {SHARED_DATA} (set HYDROCAST_SHARED_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    assert SAMPLE_DATA.is_dir(), f"{SAMPLE_DATA} is missing: the repository ships it"
+    return SAMPLE_DATA
