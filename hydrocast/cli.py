@@ -1,0 +1,148 @@
+"""The ``hydrocast`` command line: options → config → one call per command → exit code.
+
+No science here. Heavy libraries (torch, xarray, rasterio) are imported inside the commands so
+that ``hydrocast --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import EX_SOFTWARE, HydrocastError
+
+app = typer.Typer(
+    name="hydrocast",
+    help="Forecast river discharge (hydrographs) and forecast maps from gridded precipitation, "
+         "soil moisture and terrain with a ConvLSTM. Exit codes: 0 ok, 2 usage, 65 bad input data, "
+         "66 missing input, 70 internal error, 75 busy/try later, 78 bad configuration.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = typer.Option(Path("hydrocast.toml"), "--config", "-c",
+                         help="Project file (hydrocast.toml). Relative paths inside it are relative to its folder.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress and no log lines on stderr; errors are still printed.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON summary object on stdout.")
+
+
+class Console:
+    """Log lines and progress on stderr; results on stdout."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty() and not quiet and os.environ.get("TERM") != "dumb"
+
+    def log(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    @contextmanager
+    def progress(self, description: str):
+        """A callback ``cb(event, n)`` driving a rich progress bar on a terminal (no-op in cron)."""
+        if not self.tty:
+            yield None
+            return
+        from rich.console import Console as RichConsole
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=RichConsole(stderr=True), transient=True) as bar:
+            task = bar.add_task(description, total=None)
+
+            def cb(event: str, n: int = 1) -> None:
+                if event == "start":
+                    bar.update(task, total=n)
+                elif event == "advance":
+                    bar.advance(task, n)
+                elif event == "describe":
+                    bar.update(task, description=str(n))
+
+            yield cb
+
+
+def fail(exc: BaseException) -> "typer.Exit":
+    """Print a one-line error on stderr and turn it into the right exit code."""
+    if isinstance(exc, HydrocastError):
+        print(f"hydrocast: error: {exc}", file=sys.stderr)
+        return typer.Exit(exc.exit_code)
+    if os.environ.get("HYDROCAST_DEBUG"):
+        raise exc
+    print(f"hydrocast: internal error: {type(exc).__name__}: {exc} (set HYDROCAST_DEBUG=1 for a traceback)",
+          file=sys.stderr)
+    return typer.Exit(EX_SOFTWARE)
+
+
+@contextmanager
+def errors_to_exit_codes():
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every error leaves as one line and an exit code
+        raise fail(exc) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"hydrocast {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_callback(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """hydrocast: watch the whole watershed, forecast the river."""
+
+
+@app.command()
+def ingest(
+    config: Path = ConfigOpt,
+    cube: Optional[Path] = typer.Option(None, "--cube", help="Write this cube instead of [cube] path."),
+    strict: bool = typer.Option(False, "--strict", help="Reject the whole run (write nothing) if any input file is bad."),
+    quiet: bool = QuietOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Regrid IMERG precipitation, ESA CCI soil moisture and a DEM onto the grid, into the data cube.
+
+    Reruns append only new days (or days a better IMERG run replaces); a rerun with nothing new
+    changes nothing. Bad files are listed and skipped (exit 65), or abort with --strict."""
+    con = Console(quiet)
+    with errors_to_exit_codes():
+        from . import config as config_mod
+        from .ingest import ingest as run_ingest
+
+        cfg = config_mod.load(config)
+        if cube is not None:
+            cfg.cube.path = cube.resolve()
+        with con.progress("ingest") as cb:
+            result = run_ingest(cfg, strict=strict, progress=cb, log=con.log)
+        for r in result.rejected:
+            print(f"hydrocast: rejected: {r.message}", file=sys.stderr)
+        if json_out:
+            print(json.dumps(result.to_json(), indent=None))
+        elif result.changed:
+            con.log(f"{result.cube}: {result.days_added} day(s) added, {result.days_replaced} replaced, "
+                    f"{result.days_total} in all ({result.first_day} .. {result.last_day})")
+        else:
+            con.log(f"{result.cube}: nothing new ({result.days_total} days, {result.first_day} .. {result.last_day})")
+        if result.rejected:
+            con.log(f"hydrocast: {len(result.rejected)} file(s) rejected; the good files were ingested")
+            raise typer.Exit(65)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,410 @@
+"""``hydrocast ingest``: raw product files → the daily data cube (see :mod:`hydrocast.cube`).
+
+The run, step by step:
+
+1. Take the cube's lock (a second concurrent run exits 75 at once).
+2. Scan every source's files (names and headers only) and pick, for each day, the best file set:
+   the best IMERG run available (Final > Late > Early; a worse run never replaces a better one),
+   and within a run a daily file before half-hourly ones. A day whose file set is the one already
+   recorded in the cube's provenance is skipped, so a rerun with nothing new writes nothing.
+3. Read the chosen files in chunks of ``[cube] chunk_days`` days (memory stays flat however long
+   the record), clipped to the region before anything is loaded; sub-daily values become daily
+   means of the rates (= daily totals for precipitation in mm/day). A cell (or a whole day) with
+   fewer than ``min_valid_fraction`` (default 0.9) of its sub-daily steps is left missing rather
+   than under-counted.
+4. Regrid onto the grid (:mod:`hydrocast.regrid`) and write a complete new cube beside the old
+   one, then replace it atomically.
+
+Bad files are listed and skipped (exit 65 at the end), or with ``strict`` abort the run before
+the cube is replaced. Nothing already in the cube is lost: old days are copied over unless a
+better run replaces them.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import Config, SourceConfig
+from .cube import QUANTITY_ATTRS, CubeIndex, CubeWriter, read_index
+from .errors import BadInputError, BusyError, MissingInputError
+from .grid import GridSpec
+from .sources import RUN_RANK, FileInfo, get_reader
+
+STEP_PRIORITY = {"1D": 2, "30min": 1}  # within one run, a daily file beats half-hourly ones
+
+
+@dataclass
+class Rejection:
+    path: str
+    message: str
+
+
+@dataclass
+class DayPlan:
+    day: np.datetime64
+    files: list[Path]
+    run: str
+    step: str
+    signature: str
+    note: str = ""  # non-empty: the day is recorded as missing for this reason
+
+    def provenance(self, rejected: list[str] = ()) -> str:
+        if self.note:
+            text = f"missing: {self.note}"
+        else:
+            first = self.files[0].name
+            more = f" (+{len(self.files) - 1} files)" if len(self.files) > 1 else ""
+            text = f"{self.run or '-'} {first}{more}"
+        for r in rejected:
+            text += f" | rejected: {r}"
+        return f"{text} sig={self.signature}"
+
+
+@dataclass
+class IngestResult:
+    cube: Path
+    changed: bool = False
+    days_added: int = 0
+    days_replaced: int = 0
+    days_total: int = 0
+    first_day: str | None = None
+    last_day: str | None = None
+    variables: list[str] = field(default_factory=list)
+    static_updated: bool = False
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in ("changed", "days_added", "days_replaced", "days_total",
+                                          "first_day", "last_day", "variables", "static_updated")}
+        d["cube"] = str(self.cube)
+        d["rejected"] = [{"file": r.path, "error": r.message} for r in self.rejected]
+        return d
+
+
+# -- planning -----------------------------------------------------------------------------------
+
+def expand_paths(cfg: Config, source: SourceConfig) -> list[Path]:
+    """The files a source's ``paths`` globs match (sorted, duplicates removed)."""
+    seen, out = set(), []
+    for pattern in source.paths:
+        full = str(cfg.resolve(pattern))
+        for p in sorted(glob.glob(full, recursive=True)):
+            rp = Path(p).resolve()
+            if rp.is_file() and rp not in seen:
+                seen.add(rp)
+                out.append(rp)
+    return out
+
+
+def _signature(paths: list[Path]) -> str:
+    h = hashlib.sha1()
+    for p in sorted(paths):
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:12]
+
+
+def _parse_provenance(text: str) -> tuple[str, str]:
+    """(run, signature) of a provenance string; ("", "") for an empty one."""
+    if not text:
+        return "", ""
+    sig = text.rsplit("sig=", 1)[-1] if "sig=" in text else ""
+    run = "" if text.startswith("missing:") else text.split(" ", 1)[0]
+    return ("" if run == "-" else run), sig
+
+
+def steps_per_day(step: str) -> int:
+    import pandas as pd
+
+    return max(1, int(round(pd.Timedelta("1D") / pd.Timedelta(step))))
+
+
+def choose_files(day, infos: list[FileInfo], min_fraction: float) -> DayPlan:
+    """The best complete file set for one day (see the module docstring)."""
+    by_run_step: dict[tuple[str, str], list[FileInfo]] = defaultdict(list)
+    for fi in infos:
+        by_run_step[(fi.run, fi.step)].append(fi)
+    order = sorted(by_run_step, key=lambda k: (RUN_RANK.get(k[0], 0), STEP_PRIORITY.get(k[1], 0)), reverse=True)
+    incomplete = []
+    for run, step in order:
+        group = by_run_step[(run, step)]
+        paths = sorted({fi.path for fi in group})
+        if step == "30min":
+            need = math.ceil(min_fraction * 48)
+            slots = {fi.extra.get("slot", fi.path.name) for fi in group}
+            if len(slots) < need:
+                incomplete.append(f"{len(slots)}/48 half-hours ({run or 'unknown run'})")
+                continue
+        return DayPlan(day, paths, run, step, _signature(paths))
+    all_paths = sorted({fi.path for fi in infos})
+    return DayPlan(day, [], "", "", _signature(all_paths), note="; ".join(incomplete) or "no usable files")
+
+
+def plan_source(cfg: Config, source: SourceConfig, old: CubeIndex | None,
+                rejected: list[Rejection]) -> tuple[list[DayPlan], int]:
+    """Days of ``source`` to (re)read, and how many of them replace days already in the cube."""
+    scan, _ = get_reader(source.kind)
+    opts = source.as_options()
+    files = expand_paths(cfg, source)
+    if not files:
+        raise MissingInputError(f"{cfg.path}: [[sources]] {source.name}: no file matches {source.paths}")
+    per_day: dict[np.datetime64, list[FileInfo]] = defaultdict(list)
+    for path in files:
+        try:
+            info = scan(path, opts)
+        except BadInputError as exc:
+            rejected.append(Rejection(str(path), str(exc)))
+            continue
+        if info.step == "1MS":
+            rejected.append(Rejection(str(path), f"{path}: is a monthly product; the hydrocast cube is daily"))
+            continue
+        for d in info.days:
+            per_day[np.datetime64(d, "D")].append(info)
+    min_fraction = source.options.get("min_valid_fraction", 0.9)
+    old_days = old.day_index() if old is not None else {}
+    old_prov = old.provenance.get(source.name, []) if old is not None else []
+    plans, replaced = [], 0
+    for day in sorted(per_day):
+        plan = choose_files(day, per_day[day], min_fraction)
+        if day in old_days and old_prov:
+            text = old_prov[old_days[day]]
+            old_run, old_sig = _parse_provenance(text)
+            if old_sig == plan.signature:
+                for part in text.split(" | rejected: ")[1:]:  # report still-bad files again, without rewriting
+                    rejected.append(Rejection(part.split(" sig=")[0], part.split(" sig=")[0]))
+                continue
+            if text and not text.startswith("missing:") and RUN_RANK.get(old_run, 0) > RUN_RANK.get(plan.run, 0):
+                continue  # never replace a better run by a worse one
+            if text and not text.startswith("missing:"):
+                replaced += 1
+        plans.append(plan)
+    return plans, replaced
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def quantity_of(source: SourceConfig) -> str | None:
+    if source.kind == "imerg":
+        var = source.options.get("variable", "")
+        return "liquid_fraction" if var == "probabilityLiquidPrecipitation" else "precipitation"
+    if source.kind == "esacci_sm":
+        return "soil_moisture"
+    return source.options.get("quantity")
+
+
+def variable_attrs(source: SourceConfig) -> dict:
+    q = quantity_of(source)
+    if q in QUANTITY_ATTRS:
+        return dict(QUANTITY_ATTRS[q])
+    return {"long_name": source.name, "units": source.options.get("units", "1"), "cell_methods": "time: mean"}
+
+
+def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, bbox,
+                   rejected: list[Rejection]) -> tuple[np.ndarray, list[str], dict]:
+    """Read, aggregate to days and regrid the files of ``plans``; returns (n, H, W), provenance."""
+    import xarray as xr
+
+    from .regrid import regrid
+
+    _, read = get_reader(source.kind)
+    opts = source.as_options()
+    resampling = source.options.get("resampling", "average")
+    min_fraction = source.options.get("min_valid_fraction", 0.9)
+    out = np.full((len(plans), grid.height, grid.width), np.nan, dtype="float32")
+    prov: list[str] = []
+    cache: dict[Path, xr.DataArray | None] = {}
+    units = {}
+    groups: dict[tuple, list[tuple[int, xr.DataArray]]] = defaultdict(list)
+    for i, plan in enumerate(plans):
+        bad: list[str] = []
+        pieces = []
+        for path in plan.files:
+            if path not in cache:
+                try:
+                    cache[path] = read(path, opts, bbox)
+                except BadInputError as exc:
+                    cache[path] = None
+                    rejected.append(Rejection(str(path), str(exc)))
+                except (OSError, ValueError, KeyError, RuntimeError) as exc:  # a reader bug must not lose the run
+                    cache[path] = None
+                    rejected.append(Rejection(str(path), f"{path}: unreadable ({type(exc).__name__}: {exc})"))
+            da = cache[path]
+            if da is None:
+                bad.append(path.name)
+                continue
+            units.setdefault("units", da.attrs.get("units"))
+            start = plan.day.astype("datetime64[ns]")
+            sel = da.sel(time=(da["time"] >= start) & (da["time"] < start + np.timedelta64(1, "D")))
+            if sel.sizes["time"]:
+                pieces.append(sel)
+        if not plan.note and pieces:
+            stack = xr.concat(pieces, dim="time") if len(pieces) > 1 else pieces[0]
+            expected = steps_per_day(plan.step) if plan.step not in ("", "static") else 1
+            n_steps = len(np.unique(stack["time"].values))
+            need = math.ceil(min_fraction * expected)
+            if n_steps < need:
+                prov.append(DayPlan(plan.day, [], "", "", plan.signature,
+                                    note=f"{n_steps}/{expected} steps readable").provenance(bad))
+                continue
+            valid = stack.notnull().sum("time")
+            day_mean = stack.mean("time", skipna=True).where(valid >= need)
+            key = (tuple(np.round(day_mean["x"].values, 9)), tuple(np.round(day_mean["y"].values, 9)),
+                   str(day_mean.rio.crs))
+            groups[key].append((i, day_mean))
+            prov.append(plan.provenance(bad))
+        elif not plan.note:
+            prov.append(DayPlan(plan.day, [], "", "", plan.signature, note="no readable file").provenance(bad))
+        else:
+            prov.append(plan.provenance(bad))
+    # one warp per source grid: all days read from same-shaped files are regridded together
+    for items in groups.values():
+        idx = [i for i, _ in items]
+        stacked = xr.concat([da for _, da in items], dim="time")
+        stacked = stacked.rio.write_crs(items[0][1].rio.crs)
+        out[idx] = regrid(stacked, grid, resampling)
+    return out, prov, units
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def _static_signature(paths: list[Path], grid: GridSpec) -> str:
+    return _signature(paths) + ":" + hashlib.sha1(json.dumps(grid.to_dict()).encode()).hexdigest()[:8]
+
+
+def ingest(cfg: Config, strict: bool = False, progress: Callable | None = None,
+           log: Callable[[str], None] = lambda s: None) -> IngestResult:
+    """Run the whole ingest for ``cfg``; see the module docstring."""
+    from filelock import FileLock, Timeout
+
+    grid = cfg.grid_spec()
+    cube_path = cfg.resolve(cfg.cube.path)
+    cube_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = cube_path.with_name(cube_path.name + ".lock")
+    lock = FileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise BusyError(f"{cube_path}: another hydrocast run is writing this cube (lock {lock_path} is held); try later") from None
+    try:
+        return _ingest_locked(cfg, grid, cube_path, strict, progress, log)
+    finally:
+        lock.release()
+
+
+def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
+    result = IngestResult(cube=cube_path)
+    old = read_index(cube_path) if cube_path.exists() else None
+    if old is not None and not old.grid.same_as(grid):
+        raise BadInputError(f"{cube_path}: was made on another grid ({old.grid.describe()}) than the config asks for "
+                            f"({grid.describe()}); use another [cube] path or move the old cube away")
+    rejected: list[Rejection] = []
+    dynamic = [s for s in cfg.sources if s.kind != "dem"]
+    dem_sources = [s for s in cfg.sources if s.kind == "dem"]
+    bbox = grid.lonlat_bounds(cfg.cube.margin_cells)
+
+    plans: dict[str, list[DayPlan]] = {}
+    for source in dynamic:
+        plans[source.name], replaced = plan_source(cfg, source, old, rejected)
+        result.days_replaced += replaced
+
+    # static layers: recomputed only when the DEM file (or the grid) changed
+    static_layers: dict[str, tuple[np.ndarray, dict]] | None = None
+    static_sig = ""
+    if dem_sources:
+        src = dem_sources[0]
+        files = expand_paths(cfg, src)
+        if not files:
+            raise MissingInputError(f"{cfg.path}: [[sources]] {src.name}: no file matches {src.paths}")
+        static_sig = _static_signature(files, grid)
+        if old is None or old.static_source != static_sig:
+            from .sources import dem as dem_mod
+
+            scan, read = get_reader("dem")
+            try:
+                scan(files[0], src.as_options())
+                dem_da = read(files[0], src.as_options(), bbox)
+                static_layers = dem_mod.static_layers(dem_da, grid)
+            except BadInputError as exc:
+                rejected.append(Rejection(str(files[0]), str(exc)))
+                static_layers = None
+                static_sig = old.static_source if old is not None else ""
+
+    if strict and rejected:
+        raise BadInputError(_rejection_summary(rejected, strict=True))
+
+    new_days = {p.day for ps in plans.values() for p in ps}
+    old_days = set(old.days.tolist()) if old is not None else set()
+    new_vars = [s.name for s in dynamic if old is None or s.name not in old.dynamic]
+    if not new_days and static_layers is None and not new_vars:
+        result.rejected = rejected
+        _fill_summary(result, old)
+        return result  # nothing new: the cube is not touched
+    all_days = [np.datetime64(d, "D") for d in (new_days | old_days)]
+    if not all_days:
+        raise BadInputError(_rejection_summary(rejected) if rejected else f"{cube_path}: no data to ingest")
+    days = np.arange(min(all_days), max(all_days) + np.timedelta64(1, "D"), dtype="datetime64[D]")
+
+    dyn_attrs = dict(old.dynamic) if old is not None else {}
+    for s in dynamic:
+        dyn_attrs[s.name] = {**dyn_attrs.get(s.name, {}), **variable_attrs(s)}
+        dyn_attrs[s.name].pop("grid_mapping", None)
+    if static_layers is not None:
+        st_attrs = {name: attrs for name, (_, attrs) in static_layers.items()}
+    else:
+        st_attrs = dict(old.static) if old is not None else {}
+    st_attrs = {k: {a: v for a, v in attrs.items() if a != "grid_mapping"} for k, attrs in st_attrs.items()}
+
+    total = sum(len(p) for p in plans.values()) + (len(old.days) * len(old.dynamic) if old is not None else 0)
+    if progress:
+        progress("start", total)
+    with CubeWriter(cube_path, grid, days, dyn_attrs, st_attrs, chunk_days=32) as writer:
+        if old is not None:
+            writer.copy_from(old, skip_static=static_layers is not None,
+                             progress=(lambda n: progress("advance", n)) if progress else None)
+        if static_layers is not None:
+            for name, (arr, _) in static_layers.items():
+                writer.write_static(name, arr)
+            writer.set_attr("hydrocast_static_source", static_sig)
+            result.static_updated = True
+        for source in dynamic:
+            source_plans = plans[source.name]
+            for a in range(0, len(source_plans), cfg.cube.chunk_days):
+                chunk = source_plans[a:a + cfg.cube.chunk_days]
+                data, prov, units = read_day_chunk(source, chunk, grid, bbox, rejected)
+                writer.write_days(source.name, [p.day for p in chunk], data, prov)
+                if progress:
+                    progress("advance", len(chunk))
+            log(f"{source.name}: {len(source_plans)} day(s) read")
+        if strict and rejected:
+            raise BadInputError(_rejection_summary(rejected, strict=True))
+        writer.commit()
+    result.changed = True
+    result.days_added = len(new_days - old_days)
+    result.rejected = rejected
+    _fill_summary(result, read_index(cube_path))
+    return result
+
+
+def _fill_summary(result: IngestResult, index: CubeIndex | None) -> None:
+    if index is None:
+        return
+    result.days_total = int(len(index.days))
+    if len(index.days):
+        result.first_day, result.last_day = str(index.days[0]), str(index.days[-1])
+    result.variables = list(index.dynamic) + list(index.static)
+
+
+def _rejection_summary(rejected: list[Rejection], strict: bool = False) -> str:
+    head = f"{len(rejected)} input file(s) rejected"
+    if strict:
+        head += "; --strict: nothing was written"
+    return head + ": " + rejected[0].message + (" (and more, see above)" if len(rejected) > 1 else "")
