@@ -23,9 +23,10 @@ SOURCE_KEYS: dict[str, dict[str, type | tuple]] = {
     "esacci_sm": {"flag_mask": int, "porosity": float, "resampling": str},
     "dem": {"resampling": str},
     "netcdf": {"variable": str, "crs": str, "units": str, "quantity": str, "resampling": str,
-               "min_valid_fraction": float},
+               "min_valid_fraction": float, "step": str, "time_label": str},
     "geotiff": {"crs": str, "units": str, "quantity": str, "date_format": str, "band": int,
-                "resampling": str, "min_valid_fraction": float},
+                "resampling": str, "min_valid_fraction": float, "step": str, "time_label": str,
+                "nodata": float},
 }
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 

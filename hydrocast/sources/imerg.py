@@ -1,0 +1,304 @@
+"""NASA GPM IMERG precipitation: half-hourly HDF5, daily and monthly files (kind ``"imerg"``).
+
+Supported files (the version suffix is never hard-coded: V06B, V07A, V07B ... all work):
+
+* half-hourly, step "30min", HDF5 with group ``/Grid``:
+  ``3B-HHR[-E|-L].MS.MRG.3IMERG.YYYYMMDD-SHHMMSS-EHHMMSS.NNNN.V07B.HDF5`` (also ``.RT-H5``
+  near-real-time copies; NNNN = minutes since 00 UTC, checked against SHHMMSS);
+* daily, step "1D", flat NetCDF4: ``3B-DAY[-E|-L].MS.MRG.3IMERG.YYYYMMDD-S000000-E235959.V07B.nc4``
+  (and GES DISC subsets such as ``....V06.nc4.SUB.nc4``);
+* monthly, step "1MS": ``3B-MO.MS.MRG.3IMERG.YYYYMM01-S000000-E235959.MM.V06B.HDF5`` (``/Grid``) and
+  GES DISC ``.HDF5.nc4`` subsets (flat). ``scan`` lists every day of the month; the values are the
+  month's mean rate.
+
+Run: ``-E`` early, ``-L`` late, none final. The time comes from the file *name*; the header (the
+``FileHeader`` ``StartGranuleDateTime``, daily ``BeginDate``/``BeginTime`` and the ``time``
+variable) must agree with it, else BadInputError. V07's ``seconds since 1980-01-06`` with
+``calendar = "julian"`` is read as plain elapsed seconds (its LongName says: no leap seconds added),
+which is what it is; the calendar label is ignored.
+
+Variable: ``precipitation`` (V07, daily, monthly) or ``precipitationCal`` (V06 half-hourly and
+daily), chosen by presence; ``options["variable"]`` overrides (e.g.
+``"probabilityLiquidPrecipitation"``, kept in ``percent``, 0–100 else NaN). Data are stored
+(time, lon, lat) — the dimension names are read from the file — and returned (time, y=lat, x=lon)
+with latitude ascending as stored.
+
+Values: ``_FillValue`` / ``missing_value`` / ``CodeMissingValue`` (−9999.9) become NaN, and so does
+any other negative precipitation (IMERG has no legitimate negative rates; a negative value is a
+missing-data code, never a zero). Units come from the ``units`` attribute and become a mean rate
+in mm/day: ``mm/hr`` ×24, ``mm/day`` ×1, ``kg m-2 s-1`` ×86400, and an amount (``mm``, as in V06
+daily files) is divided by the step's length in days (daily ×1, half-hour ×48, month ÷ days).
+Unknown units are a BadInputError.
+
+Reading is done with h5py (NetCDF4 files are HDF5), slicing the lat/lon vectors to ``bbox``
+first, so a global 3600×1800 granule costs only the region's cells.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError
+from . import HDF5_SIGNATURE, FileInfo, check_signature
+from .generic import (_norm_units, days_covered, decode_time_values, make_dataarray, precip_factors,
+                      read_selection, select_lonlat, step_end)
+
+_NAME = re.compile(
+    r"3B-(?P<product>HHR|DAY|MO)(?:-(?P<run>[EL]))?\.MS\.MRG\.3IMERG\."
+    r"(?P<date>\d{8})-S(?P<start>\d{6})-E(?P<end>\d{6})"
+    r"(?:\.(?P<seq>\d{4}|\d{2}))?"
+    r"\.(?P<version>V\d{2}[A-Z]?)"
+    r"(?P<ext>(?:\.[A-Za-z0-9_-]+)*)$"
+)
+_STEP = {"HHR": "30min", "DAY": "1D", "MO": "1MS"}
+_RUN = {"E": "early", "L": "late", None: "final"}
+_PRECIP_VARS = ("precipitation", "precipitationCal")
+_LON_NAMES = ("lon", "longitude", "nlon")
+_LAT_NAMES = ("lat", "latitude", "nlat")
+_HDF5_ERRORS = (OSError, KeyError, ValueError, RuntimeError)
+
+
+def parse_name(path: Path) -> dict:
+    """Product, run, version and interval start of an IMERG file name (BadInputError if it does
+    not parse or is inconsistent)."""
+    m = _NAME.search(path.name)
+    if not m:
+        raise BadInputError(f"{path}: name is not an IMERG granule name "
+                            "(3B-HHR|3B-DAY|3B-MO[-E|-L].MS.MRG.3IMERG.YYYYMMDD-SHHMMSS-EHHMMSS...V..)")
+    g = m.groupdict()
+    d, s, e = g["date"], g["start"], g["end"]
+    try:
+        start = np.datetime64(f"{d[:4]}-{d[4:6]}-{d[6:]}T{s[:2]}:{s[2:4]}:{s[4:]}", "ns")
+    except ValueError:
+        raise BadInputError(f"{path}: name holds an invalid date/time {d}-S{s}") from None
+    product = g["product"]
+    ok = True
+    if product == "HHR":
+        minutes = int(s[:2]) * 60 + int(s[2:4])
+        end_expected = start + np.timedelta64(1799, "s")
+        ok = (s[2:4] in ("00", "30") and s[4:] == "00" and g["seq"] is not None and len(g["seq"]) == 4
+              and int(g["seq"]) == minutes
+              and str(end_expected)[11:19].replace(":", "") == e)
+    elif product == "DAY":
+        ok = s == "000000" and e == "235959"
+    else:  # MO
+        ok = d[6:] == "01" and s == "000000" and (g["seq"] is None or int(g["seq"]) == int(d[4:6]))
+    if not ok:
+        raise BadInputError(f"{path}: IMERG {product} name has inconsistent start/end/sequence fields")
+    return {"product": product, "run": _RUN[g["run"]], "version": g["version"], "step": _STEP[product],
+            "start": start}
+
+
+def _attr_str(value) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.ravel()[0] if value.size else ""
+    if isinstance(value, (bytes, np.bytes_)):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _attr(obj, *names, default=None):
+    for n in names:
+        if n in obj.attrs:
+            return obj.attrs[n]
+    return default
+
+
+def _header_start(f) -> np.datetime64 | None:
+    """StartGranuleDateTime from a (possibly GES-DISC-renamed) FileHeader, or BeginDate/BeginTime."""
+    for key in f.attrs:
+        if key.endswith("FileHeader"):
+            m = re.search(r"StartGranuleDateTime=\s*(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})", _attr_str(f.attrs[key]))
+            if m:
+                try:
+                    return np.datetime64(f"{m.group(1)}T{m.group(2)}", "ns")
+                except ValueError:  # e.g. "2012-06-00" in early test products: no usable check
+                    return None
+    if "BeginDate" in f.attrs:
+        date = _attr_str(f.attrs["BeginDate"]).strip()
+        clock = _attr_str(f.attrs.get("BeginTime", "00:00:00")).strip()[:8]
+        try:
+            return np.datetime64(f"{date}T{clock}", "ns")
+        except ValueError:
+            return None
+    return None
+
+
+def _group(f):
+    return f["Grid"] if "Grid" in f else f
+
+
+def _check_header_time(path: Path, f, grp, info: dict) -> None:
+    start, step = info["start"], info["step"]
+    end = step_end(start, step)
+    hstart = _header_start(f)
+    if hstart is not None and hstart != start:
+        raise BadInputError(f"{path}: header says the data start at {str(hstart)[:19]}, "
+                            f"but the file name says {str(start)[:19]}")
+    if "time" in grp:
+        tv = grp["time"]
+        units = _attr_str(_attr(tv, "units", "Units", default=""))
+        values = np.asarray(tv[()]).ravel()
+        if units and values.size:
+            try:
+                t = decode_time_values(values[:1], units)[0]
+            except ValueError:
+                return
+            if not (start <= t < end):
+                raise BadInputError(f"{path}: time variable says {str(t)[:19]}, outside the interval "
+                                    f"{str(start)[:19]}..{str(end)[:19]} of the file name")
+
+
+def _choose_variable(path: Path, grp, options: dict) -> str:
+    requested = options.get("variable")
+    candidates = (requested,) if requested else _PRECIP_VARS
+    for name in candidates:
+        if name in grp and hasattr(grp[name], "shape"):
+            return name
+    found = []
+    grp.visititems(lambda n, o: found.append(n) if hasattr(o, "shape") and len(o.shape) >= 2
+                   and not n.endswith("_bnds") else None)
+    raise BadInputError(f"{path}: has no variable {candidates[0]!r} (found: {', '.join(sorted(found)) or 'none'})")
+
+
+def _coord(grp, names, path: Path, what: str) -> tuple[str, np.ndarray]:
+    """A lat/lon vector, rounded to 1e-4° (the float32 values are 179.94999 for 179.95)."""
+    for n in names:
+        if n in grp:
+            return n, np.round(np.asarray(grp[n][()], dtype="float64").ravel(), 4)
+    raise BadInputError(f"{path}: has no {what} coordinate ({'/'.join(names)})")
+
+
+def _dim_names(ds, lon_n: str, lat_n: str, nlon: int, nlat: int) -> tuple[str, ...]:
+    dn = _attr(ds, "DimensionNames")
+    if dn is not None:
+        names = tuple(x.strip() for x in _attr_str(dn).split(","))
+        if len(names) == ds.ndim:
+            return names
+    try:
+        names = tuple(ds.dims[i][0].name.rsplit("/", 1)[-1] for i in range(ds.ndim))
+        if len(names) == ds.ndim:
+            return names
+    except (IndexError, KeyError, RuntimeError, ValueError, TypeError):
+        pass
+    shape = ds.shape
+    if len(shape) == 3 and shape[1:] == (nlon, nlat):
+        return ("time", lon_n, lat_n)
+    if len(shape) == 3 and shape[1:] == (nlat, nlon):
+        return ("time", lat_n, lon_n)
+    if shape == (nlon, nlat):
+        return (lon_n, lat_n)
+    if shape == (nlat, nlon):
+        return (lat_n, lon_n)
+    raise ValueError(f"cannot tell the dimensions of a {shape} variable")
+
+
+def _fill_values(ds) -> list[float]:
+    out = []
+    for key in ("_FillValue", "missing_value", "CodeMissingValue"):
+        if key in ds.attrs:
+            v = ds.attrs[key]
+            try:
+                vals = np.atleast_1d(np.asarray(v)).ravel()
+                if vals.dtype.kind in "SUO":
+                    vals = np.array([float(_attr_str(x)) for x in vals])
+                out.extend(float(x) for x in vals)
+            except ValueError:
+                continue
+    return out
+
+
+def _open(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except _HDF5_ERRORS as exc:
+        raise BadInputError(f"{path}: truncated or corrupt HDF5 file ({exc})") from None
+
+
+def scan(path, options: dict) -> FileInfo:
+    path = Path(path)
+    check_signature(path, (HDF5_SIGNATURE,), "an HDF5/NetCDF4 file")
+    info = parse_name(path)
+    with _open(path) as f:
+        try:
+            grp = _group(f)
+            _check_header_time(path, f, grp, info)
+            var = _choose_variable(path, grp, options)
+        except BadInputError:
+            raise
+        except _HDF5_ERRORS as exc:
+            raise BadInputError(f"{path}: truncated or corrupt HDF5 file ({exc})") from None
+    days = days_covered(info["start"], info["step"])
+    return FileInfo(path, days, info["step"], info["run"],
+                    {"product": info["product"], "version": info["version"], "variable": var})
+
+
+def read(path, options: dict, bbox):
+    path = Path(path)
+    check_signature(path, (HDF5_SIGNATURE,), "an HDF5/NetCDF4 file")
+    info = parse_name(path)
+    with _open(path) as f:
+        try:
+            grp = _group(f)
+            _check_header_time(path, f, grp, info)
+            name = _choose_variable(path, grp, options)
+            ds = grp[name]
+            lon_n, lon = _coord(grp, _LON_NAMES, path, "longitude")
+            lat_n, lat = _coord(grp, _LAT_NAMES, path, "latitude")
+            dims = _dim_names(ds, lon_n, lat_n, lon.size, lat.size)
+            if lon_n not in dims or lat_n not in dims:
+                raise BadInputError(f"{path}: variable {name!r} has dimensions {dims}, not lon/lat")
+            if ds.shape[dims.index(lon_n)] != lon.size or ds.shape[dims.index(lat_n)] != lat.size:
+                raise BadInputError(f"{path}: variable {name!r} has shape {ds.shape} {dims}, which does not "
+                                    f"match {lon_n}={lon.size} {lat_n}={lat.size}")
+            others = [d for d in dims if d not in (lon_n, lat_n)]
+            if len(others) > 1 or (others and ds.shape[dims.index(others[0])] != 1):
+                raise BadInputError(f"{path}: variable {name!r} has shape {ds.shape} {dims}; "
+                                    "expected one time step on a lon/lat grid")
+            xs, ys = select_lonlat(path, lon, lat, bbox)
+            raw = read_selection(lambda idx: ds[idx], dims, {lon_n: xs, lat_n: ys}, lon_n)
+            units = _attr_str(_attr(ds, "units", "Units", default="")).strip()
+            fills = _fill_values(ds)
+            scale = _attr(ds, "scale_factor")
+            offset = _attr(ds, "add_offset")
+        except BadInputError:
+            raise
+        except _HDF5_ERRORS as exc:
+            raise BadInputError(f"{path}: truncated or corrupt HDF5 file ({exc})") from None
+
+    missing = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
+    for fv in fills:
+        try:
+            missing |= raw == np.asarray(fv).astype(raw.dtype)
+        except (OverflowError, ValueError):
+            continue
+    data = raw.astype("float64")
+    if scale is not None:
+        data = data * float(np.asarray(scale).ravel()[0])
+    if offset is not None:
+        data = data + float(np.asarray(offset).ravel()[0])
+    data[missing] = np.nan
+    # to (lat, lon) with a leading time axis
+    order = [dims.index(lat_n), dims.index(lon_n)]
+    other_axes = [i for i in range(len(dims)) if i not in order]
+    data = np.transpose(data, other_axes + order).reshape(1, ys.size, xs.size)
+
+    start, step = info["start"], info["step"]
+    extra = {"variable": name, "version": info["version"], "product": info["product"]}
+    if _norm_units(units) in ("percent", "%"):
+        data[(data < 0) | (data > 100)] = np.nan
+        out_units = "percent"
+    else:
+        factor = precip_factors(path, units, step, [start])[0]
+        data[data < 0] = np.nan
+        data = data * factor
+        out_units = "mm/day"
+        extra["original_units"] = units
+    return make_dataarray(data, x=xs.coords, y=ys.coords, times=[start], crs="EPSG:4326",
+                          units=out_units, step=step, run=info["run"], source_file=path.name,
+                          extra_attrs=extra)
