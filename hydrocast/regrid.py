@@ -33,8 +33,10 @@ def source_transform(da: xr.DataArray) -> tuple[Affine, bool, bool]:
     y = np.asarray(da["y"].values, dtype="float64")
     if x.size < 1 or y.size < 1:
         raise BadInputError(f"{da.attrs.get('source_file', '?')}: no cells inside the region")
-    dx = float(np.median(np.diff(x))) if x.size > 1 else float(da.attrs.get("dx", 0) or 0)
-    dy = float(np.median(np.diff(y))) if y.size > 1 else float(da.attrs.get("dy", 0) or 0)
+    # end-to-end spacing, not a median of differences: float32 coordinates (IMERG) make the
+    # median off by ~1e-15, enough for GDAL's max/min to count a pixel in its neighbour cell
+    dx = float((x[-1] - x[0]) / (x.size - 1)) if x.size > 1 else float(da.attrs.get("dx", 0) or 0)
+    dy = float((y[-1] - y[0]) / (y.size - 1)) if y.size > 1 else float(da.attrs.get("dy", 0) or 0)
     if dx == 0 or dy == 0:
         raise BadInputError(f"{da.attrs.get('source_file', '?')}: cannot tell the cell size from a single row or column")
     for axis, c, d in (("x", x, dx), ("y", y, dy)):
