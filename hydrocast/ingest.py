@@ -342,7 +342,7 @@ def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
         raise BadInputError(_rejection_summary(rejected, strict=True))
 
     new_days = {p.day for ps in plans.values() for p in ps}
-    old_days = set(old.days.tolist()) if old is not None else set()
+    old_days = {np.datetime64(d, "D") for d in old.days} if old is not None else set()
     new_vars = [s.name for s in dynamic if old is None or s.name not in old.dynamic]
     if not new_days and static_layers is None and not new_vars:
         result.rejected = rejected
