@@ -140,6 +140,41 @@ def ingest(
             raise typer.Exit(65)
 
 
+@app.command()
+def train(
+    config: Path = ConfigOpt,
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: [train] seed)."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms only (slower on GPU)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last completed epoch."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs (default: [train] epochs)."),
+    model_dir: Optional[Path] = typer.Option(None, "--model-dir", help="Write the model here instead of [train] model_dir."),
+    quiet: bool = QuietOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Train the ConvLSTM (and the lumped LSTM baseline) on the cube's gauged basins.
+
+    Early stopping on the validation period; the result is one self-contained model folder
+    (safetensors weights + model.json)."""
+    con = Console(quiet)
+    with errors_to_exit_codes():
+        from . import config as config_mod
+        from .train import train as run_train
+
+        cfg = config_mod.load(config)
+        if model_dir is not None:
+            cfg.train.model_dir = model_dir.resolve()
+        with con.progress("train") as cb:
+            result = run_train(cfg, device=device, seed=seed, deterministic=deterministic, resume=resume,
+                               epochs=epochs, progress=cb, log=con.log)
+        if json_out:
+            print(json.dumps(result.to_json()))
+        else:
+            con.log(f"{result.model_dir}: validation NSE median {result.validation_nse_median:.3f} "
+                    f"(lumped LSTM {result.lumped_validation_nse_median:.3f}), best epoch {result.best_epoch} "
+                    f"of {result.epochs_run}, {result.seconds:.0f} s")
+
+
 def main() -> None:
     app()
 

@@ -210,10 +210,11 @@ def variable_attrs(source: SourceConfig) -> dict:
 
 def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, bbox,
                    rejected: list[Rejection]) -> tuple[np.ndarray, list[str], dict]:
-    """Read, aggregate to days and regrid the files of ``plans``; returns (n, H, W), provenance."""
-    import xarray as xr
+    """Read, aggregate to days and regrid the files of ``plans``; returns (n, H, W), provenance.
 
-    from .regrid import regrid
+    Works on plain arrays after reading (xarray operations per day would cost more than the
+    reading of a small regional granule)."""
+    from .regrid import regrid_array
 
     _, read = get_reader(source.kind)
     opts = source.as_options()
@@ -221,56 +222,64 @@ def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, b
     min_fraction = source.options.get("min_valid_fraction", 0.9)
     out = np.full((len(plans), grid.height, grid.width), np.nan, dtype="float32")
     prov: list[str] = []
-    cache: dict[Path, xr.DataArray | None] = {}
-    units = {}
-    groups: dict[tuple, list[tuple[int, xr.DataArray]]] = defaultdict(list)
+    cache: dict[Path, tuple | None] = {}
+    units: dict = {}
+    groups: dict[tuple, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    one_day = np.timedelta64(1, "D")
     for i, plan in enumerate(plans):
         bad: list[str] = []
-        pieces = []
+        pieces, times = [], []
+        geo = None
         for path in plan.files:
             if path not in cache:
                 try:
-                    cache[path] = read(path, opts, bbox)
+                    da = read(path, opts, bbox)
+                    cache[path] = (np.asarray(da.values, dtype="float32"), da["time"].values, da["x"].values,
+                                   da["y"].values, da.rio.crs, da.attrs.get("units"))
                 except BadInputError as exc:
                     cache[path] = None
                     rejected.append(Rejection(str(path), str(exc)))
                 except (OSError, ValueError, KeyError, RuntimeError) as exc:  # a reader bug must not lose the run
                     cache[path] = None
                     rejected.append(Rejection(str(path), f"{path}: unreadable ({type(exc).__name__}: {exc})"))
-            da = cache[path]
-            if da is None:
+            item = cache[path]
+            if item is None:
                 bad.append(path.name)
                 continue
-            units.setdefault("units", da.attrs.get("units"))
+            values, t, x, y, crs, unit = item
+            units.setdefault("units", unit)
             start = plan.day.astype("datetime64[ns]")
-            sel = da.sel(time=(da["time"] >= start) & (da["time"] < start + np.timedelta64(1, "D")))
-            if sel.sizes["time"]:
-                pieces.append(sel)
-        if not plan.note and pieces:
-            stack = xr.concat(pieces, dim="time") if len(pieces) > 1 else pieces[0]
-            expected = steps_per_day(plan.step) if plan.step not in ("", "static") else 1
-            n_steps = len(np.unique(stack["time"].values))
-            need = math.ceil(min_fraction * expected)
-            if n_steps < need:
-                prov.append(DayPlan(plan.day, [], "", "", plan.signature,
-                                    note=f"{n_steps}/{expected} steps readable").provenance(bad))
-                continue
-            valid = stack.notnull().sum("time")
-            day_mean = stack.mean("time", skipna=True).where(valid >= need)
-            key = (tuple(np.round(day_mean["x"].values, 9)), tuple(np.round(day_mean["y"].values, 9)),
-                   str(day_mean.rio.crs))
-            groups[key].append((i, day_mean))
+            sel = (t >= start) & (t < start + one_day)
+            if sel.any():
+                pieces.append(values[sel])
+                times.append(t[sel])
+                geo = (x, y, crs)
+        if plan.note:
             prov.append(plan.provenance(bad))
-        elif not plan.note:
+            continue
+        if not pieces:
             prov.append(DayPlan(plan.day, [], "", "", plan.signature, note="no readable file").provenance(bad))
-        else:
-            prov.append(plan.provenance(bad))
+            continue
+        stack = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        expected = steps_per_day(plan.step) if plan.step not in ("", "static") else 1
+        n_steps = len(np.unique(np.concatenate(times)))
+        need = math.ceil(min_fraction * expected)
+        if n_steps < need:
+            prov.append(DayPlan(plan.day, [], "", "", plan.signature,
+                                note=f"{n_steps}/{expected} steps readable").provenance(bad))
+            continue
+        valid = np.isfinite(stack).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            day_mean = np.where(valid >= need, np.nansum(stack, axis=0) / np.maximum(valid, 1), np.nan)
+        x, y, crs = geo
+        key = (x.tobytes(), y.tobytes(), str(crs))
+        groups[key].append((i, day_mean.astype("float32"), geo))
+        prov.append(plan.provenance(bad))
     # one warp per source grid: all days read from same-shaped files are regridded together
     for items in groups.values():
-        idx = [i for i, _ in items]
-        stacked = xr.concat([da for _, da in items], dim="time")
-        stacked = stacked.rio.write_crs(items[0][1].rio.crs)
-        out[idx] = regrid(stacked, grid, resampling)
+        idx = [i for i, _, _ in items]
+        x, y, crs = items[0][2]
+        out[idx] = regrid_array(np.stack([a for _, a, _ in items]), x, y, crs, grid, resampling, source.name)
     return out, prov, units
 
 

@@ -54,16 +54,24 @@ def regrid(da: xr.DataArray, grid: GridSpec, resampling: str = "average") -> np.
 
     Returns a float32 array of shape ``(n, height, width)`` for 3-D input (``n`` = ``da.shape[0]``)
     or ``(height, width)`` for 2-D input. NaN is nodata on both sides."""
+    if da.rio.crs is None:
+        raise BadInputError(f"{da.attrs.get('source_file', '?')}: data has no CRS; set `crs` for this source in the config")
+    return regrid_array(np.asarray(da.transpose(..., "y", "x").values), da["x"].values, da["y"].values,
+                        da.rio.crs, grid, resampling, da.attrs.get("source_file", "?"))
+
+
+def regrid_array(data: np.ndarray, x: np.ndarray, y: np.ndarray, crs, grid: GridSpec,
+                 resampling: str = "average", source: str = "?") -> np.ndarray:
+    """:func:`regrid` on plain arrays: ``data`` (..., y, x) with cell-centre vectors ``x``, ``y``."""
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
     if resampling not in RESAMPLING:
         raise ValueError(f"unknown resampling {resampling!r}; one of {', '.join(RESAMPLING)}")
-    crs = da.rio.crs
-    if crs is None:
-        raise BadInputError(f"{da.attrs.get('source_file', '?')}: data has no CRS; set `crs` for this source in the config")
-    transform, flip_y, flip_x = source_transform(da)
-    data = np.asarray(da.transpose(..., "y", "x").values, dtype="float32")
+    probe = xr.DataArray(np.empty((len(y), len(x)), "float32"), dims=("y", "x"), coords={"x": x, "y": y},
+                         attrs={"source_file": source})
+    transform, flip_y, flip_x = source_transform(probe)
+    data = np.asarray(data, dtype="float32")
     if flip_y:
         data = data[..., ::-1, :]
     if flip_x:

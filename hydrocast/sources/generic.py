@@ -34,6 +34,8 @@ file's units unchanged.
 
 from __future__ import annotations
 
+import functools
+
 import calendar
 import re
 from dataclasses import dataclass
@@ -299,8 +301,23 @@ def make_dataarray(data: np.ndarray, *, x, y, times=None, crs, units: str, step:
     attrs = {"units": units, "step": step, "run": run, "source_file": source_file}
     if extra_attrs:
         attrs.update(extra_attrs)
-    da = xr.DataArray(data, dims=dims, coords=coords, attrs=attrs)
-    return da.rio.write_crs(crs)
+    coords["spatial_ref"] = xr.Variable((), 0, attrs=_crs_coord_attrs(crs))
+    return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs)
+
+
+@functools.lru_cache(maxsize=64)
+def _crs_coord_attrs_cached(crs: str) -> tuple:
+    import xarray as xr
+
+    # exactly what rioxarray's write_crs puts on the spatial_ref coordinate, computed once per CRS
+    # (write_crs costs ~5 ms a call, more than reading a small regional granule)
+    probe = xr.DataArray(np.zeros((1, 1), "float32"), dims=("y", "x")).rio.write_crs(crs)
+    return tuple(probe["spatial_ref"].attrs.items())
+
+
+def _crs_coord_attrs(crs) -> dict:
+    key = crs if isinstance(crs, str) else crs.to_wkt()
+    return dict(_crs_coord_attrs_cached(key))
 
 
 def to_datetime64(values) -> np.ndarray:

@@ -1,0 +1,18 @@
+"""The model: a ConvLSTM core over the whole domain, a basin head and a map head.
+
+Public API::
+
+    ConvLSTMCell, ConvLSTM            the recurrent core (convlstm.py)
+    HydroConvLSTM                     core + heads, built from a dict of hyperparameters
+    BasinHead                         discharge of any basin from the shared hidden maps
+    LumpedLSTM, basin_average         the lumped baseline and its inputs
+    nse_star_loss                     the NSE* training loss (NaN observations masked)
+    discharge_from_normalised         normalised head output -> non-negative physical discharge
+"""
+
+from .convlstm import ConvLSTM, ConvLSTMCell, lstm_gates
+from .network import (HPARAM_DEFAULTS, BasinHead, HydroConvLSTM, LumpedLSTM, basin_average,
+                      discharge_from_normalised, nse_star_loss)
+
+__all__ = ["ConvLSTM", "ConvLSTMCell", "lstm_gates", "HPARAM_DEFAULTS", "BasinHead", "HydroConvLSTM",
+           "LumpedLSTM", "basin_average", "discharge_from_normalised", "nse_star_loss"]

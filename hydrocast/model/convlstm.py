@@ -1,0 +1,138 @@
+"""The recurrent core: a convolutional LSTM that runs over the whole domain.
+
+Gate layout
+-----------
+One fused convolution over ``concat([x, h])`` gives ``4 * hidden`` channels, ordered
+``(i, f, o, g)``: the three sigmoid gates first, so a single ``sigmoid`` call covers them, then the
+cell candidate ``g`` (``tanh``). The update is the standard one::
+
+    c' = f * c + i * g
+    h' = o * tanh(c')
+
+The forget-gate bias starts at 1 (Gers et al. 2000; NeuralHydrology's ``initial_forget_bias``),
+so the cell remembers by default at the start of training: catchments have long memory.
+
+Speed (CPU, eager)
+------------------
+A training step is ~80 % convolution, already near the matmul peak, so the savings are in what
+surrounds it (measured by ``benchmarks/train.py``):
+
+* the first step from a zero state convolves only the input part of the fused kernel
+  (``W_h @ 0 == 0``), so no convolution is spent on zeros and no zero tensors are allocated;
+* one ``sigmoid`` for the three gates, ``addcmul`` for the cell update;
+* per-step tensors are kept in lists (no strided ``[:, t]`` copies, no intermediate ``stack``
+  between layers); only the top layer's hidden maps are stacked once, for the heads.
+
+Tried and rejected on a 2-core CPU: ``channels_last`` (faster forward convolution but slower
+backward and gate arithmetic: slower overall) and convolving the inputs of all time steps at once
+(the large backward convolution is slower than ``T`` small ones in oneDNN). Dtypes are never
+hard-coded, so ``torch.autocast`` (bf16 on a GPU) applies.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+def lstm_gates(z: torch.Tensor, c: torch.Tensor | None) -> State:
+    """The LSTM update from fused pre-activations ``z`` (B, 4*hidden, H, W) ordered (i, f, o, g).
+
+    ``c=None`` means a zero cell state (then ``c' = i * g``)."""
+    hidden = z.shape[1] // 4
+    ifo = torch.sigmoid(z[:, :3 * hidden])
+    g = torch.tanh(z[:, 3 * hidden:])
+    i, f, o = ifo[:, :hidden], ifo[:, hidden:2 * hidden], ifo[:, 2 * hidden:]
+    c_new = i * g if c is None else torch.addcmul(i * g, f, c)
+    h_new = o * torch.tanh(c_new)
+    return h_new, c_new
+
+
+class ConvLSTMCell(nn.Module):
+    """One ConvLSTM layer, one time step.
+
+    Parameters
+    ----------
+    in_ch : int
+        Input channels.
+    hidden : int
+        Hidden (and cell) channels.
+    kernel : int
+        Odd kernel size of the fused convolution; "same" zero padding keeps H, W.
+    """
+
+    def __init__(self, in_ch: int, hidden: int, kernel: int = 3):
+        super().__init__()
+        if kernel % 2 != 1:
+            raise ValueError(f"kernel must be odd (same padding), got {kernel}")
+        self.in_ch, self.hidden, self.kernel = int(in_ch), int(hidden), int(kernel)
+        self.padding = kernel // 2
+        self.conv = nn.Conv2d(in_ch + hidden, 4 * hidden, kernel, padding=self.padding)
+        with torch.no_grad():
+            self.conv.bias[hidden:2 * hidden].fill_(1.0)  # forget gate
+
+    @property
+    def input_weight(self) -> torch.Tensor:
+        """The part of the fused kernel that sees ``x`` (4*hidden, in_ch, k, k); a view."""
+        return self.conv.weight[:, :self.in_ch]
+
+    @property
+    def hidden_weight(self) -> torch.Tensor:
+        """The part of the fused kernel that sees ``h`` (4*hidden, hidden, k, k); a view."""
+        return self.conv.weight[:, self.in_ch:]
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> State:
+        """One step: ``x`` (B, in_ch, H, W), ``state`` (h, c) each (B, hidden, H, W) or None
+        for zeros. Returns the new ``(h, c)``."""
+        if state is None:
+            # W @ [x, 0] == W_x @ x: skip the convolution of the zero hidden state.
+            z = F.conv2d(x, self.input_weight, self.conv.bias, padding=self.padding)
+            return lstm_gates(z, None)
+        h, c = state
+        z = self.conv(torch.cat([x, h], dim=1))
+        return lstm_gates(z, c)
+
+
+class ConvLSTM(nn.Module):
+    """Stacked ConvLSTM cells over a sequence.
+
+    Parameters
+    ----------
+    in_ch, hidden, kernel : int
+        As for :class:`ConvLSTMCell`; layers above the first take ``hidden`` input channels.
+    depth : int
+        Number of stacked layers.
+
+    ``forward(x, state=None)`` takes ``x`` (B, T, in_ch, H, W) and optionally the initial state,
+    a list of ``depth`` pairs ``(h, c)`` each (B, hidden, H, W) (``None`` = zeros), e.g. the
+    final state of the previous chunk for a stateful run. It returns
+    ``(out, final_state)``: ``out`` (B, T, hidden, H, W) are the top layer's hidden maps at every
+    step and ``final_state`` is the list of ``(h, c)`` after the last step, per layer.
+    """
+
+    def __init__(self, in_ch: int, hidden: int, kernel: int = 3, depth: int = 1):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.in_ch, self.hidden, self.kernel, self.depth = int(in_ch), int(hidden), int(kernel), int(depth)
+        self.cells = nn.ModuleList(
+            ConvLSTMCell(in_ch if layer == 0 else hidden, hidden, kernel) for layer in range(depth))
+
+    def forward(self, x: torch.Tensor, state: list[State | None] | None = None
+                ) -> tuple[torch.Tensor, list[State]]:
+        if x.ndim != 5 or x.shape[2] != self.in_ch:
+            raise ValueError(f"expected x of shape (B, T, {self.in_ch}, H, W), got {tuple(x.shape)}")
+        if state is not None and len(state) != self.depth:
+            raise ValueError(f"expected {self.depth} initial states, got {len(state)}")
+        steps = list(x.unbind(dim=1))
+        final: list[State] = []
+        for layer, cell in enumerate(self.cells):
+            layer_state = None if state is None else state[layer]
+            for t, x_t in enumerate(steps):
+                layer_state = cell(x_t, layer_state)
+                steps[t] = layer_state[0]
+            final.append(layer_state)
+        return torch.stack(steps, dim=1), final

@@ -1,0 +1,280 @@
+"""Heads, the full model, the lumped baseline and the loss.
+
+The whole-domain design
+-----------------------
+The ConvLSTM core runs once per window over the whole domain on the dynamic and static maps only
+(no basin channels in the recurrent core). Every basin is then read out of the same hidden maps by
+:class:`BasinHead`, so one forward pass serves all gauged basins of a batch, and an ungauged basin
+costs one cheap readout rather than a new pass over the window.
+
+Shapes (``B`` windows, ``T`` days, ``N`` basins, ``L`` lead days, ``M`` forecast map variables)::
+
+    model(x_dyn, x_static, basin_ch) -> {
+        "q":      (B, T, N, L)     normalised discharge; q[:, t, :, l] is the forecast issued with
+                                   data up to and including day t, for day t + l + 1
+        "maps":   (B, T, L, M, H, W) forecast maps (normalised), same time convention
+        "runoff": (B, T, L, H, W)  runoff-generation map (>= 0, arbitrary units): where the basin
+                                   head finds the runoff that reaches an outlet at lead l; mask it
+                                   with a basin (``basin_ch[n, 0]``) for that basin's map
+        "state":  list of (h, c)   the core's final state, to continue a stateful run
+    }
+
+Discharge non-negativity
+------------------------
+The head predicts discharge normalised per basin, ``q_norm = (q - mean_b) / std_b``, unbounded,
+and is trained on it with the NSE* loss. The physical value is
+:func:`discharge_from_normalised` ``= max(0, mean_b + std_b * q_norm)``. Why the clamp at the end
+rather than a positive transform inside the model:
+
+* NSE* is a squared error in exactly this normalised space, so the loss sees the model's output
+  directly: no vanishing gradient where a softplus/exp saturates, no dependence of the network on
+  each basin's statistics.
+* For an observation ``o >= 0``, ``|max(0, p) - o| <= |p - o|``: the clamp can only reduce the
+  error, so a clamped forecast always scores at least the NSE of the unclamped one.
+* A log transform would make the loss favour low flows, which is not what NSE measures.
+
+``mode="softplus"`` gives a smooth alternative for callers who need a differentiable positive
+output (e.g. a physical-space loss).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .convlstm import ConvLSTM, State
+
+#: Hyperparameters of :class:`HydroConvLSTM`; ``None`` means required.
+HPARAM_DEFAULTS: dict[str, Any] = {
+    "n_dynamic": None,       # dynamic input channels per day (precipitation, soil moisture, ...)
+    "n_static": 0,           # static input channels (terrain, ...)
+    "hidden": 32,            # hidden channels of the ConvLSTM
+    "depth": 2,              # stacked ConvLSTM layers
+    "kernel": 3,             # convolution kernel size (odd)
+    "lead_days": 3,          # L: discharge / map forecasts for days t+1 .. t+L
+    "n_map_outputs": 1,      # M: forecast map variables (e.g. soil moisture)
+    "runoff_features": 4,    # J: runoff-generation channels per lead in the basin head
+    "n_rbf": 6,              # radial basis functions of the flow distance (travel time)
+    "head_hidden": 16,       # hidden units of the per-lead MLP of the basin head
+}
+
+
+class BasinHead(nn.Module):
+    """Read the discharge of any basin out of the domain-wide hidden maps.
+
+    A distributed unit hydrograph with learned parts:
+
+    * runoff generation: ``G = softplus(conv1x1(h_t))``, ``L * J`` non-negative maps (J per lead),
+      the same for every basin;
+    * travel time: for basin ``n``, lead ``l``, feature ``j`` a kernel over the basin,
+      ``tau = mask * softplus(sum_r V[l, j, r] * phi_r(d)) / area`` where ``phi_r`` are Gaussian
+      radial basis functions of the normalised flow distance ``d`` to the outlet: how much runoff
+      generated at distance ``d`` counts for the discharge ``l`` days later;
+    * routing: ``S[b, t, n, l, j] = sum_cells G * tau``, one einsum for all basins;
+    * a small MLP per lead maps ``S[..., l, :]`` (J values) to the normalised discharge.
+
+    ``basin_ch`` (N, 2, H, W): channel 0 the fraction of each cell inside the basin, channel 1 the
+    flow distance to the outlet normalised to about [0, 1] (0 outside the basin). Use one length
+    scale for all basins of a domain if their travel times are to be comparable.
+    """
+
+    def __init__(self, hidden: int, lead_days: int, runoff_features: int = 4, n_rbf: int = 6,
+                 head_hidden: int = 16):
+        super().__init__()
+        self.lead_days, self.runoff_features, self.n_rbf = lead_days, runoff_features, n_rbf
+        lj = lead_days * runoff_features
+        self.generation = nn.Conv2d(hidden, lj, 1)
+        self.register_buffer("rbf_centres", torch.linspace(0.0, 1.0, n_rbf), persistent=False)
+        self.rbf_width = 1.0 / max(n_rbf - 1, 1)
+        # Travel-time weights start flat (softplus(0.55) ~ 1): every distance counts equally.
+        self.travel = nn.Parameter(torch.full((lead_days, runoff_features, n_rbf), 0.55))
+        self.w1 = nn.Parameter(torch.randn(lead_days, runoff_features, head_hidden) / math.sqrt(runoff_features))
+        self.b1 = nn.Parameter(torch.zeros(lead_days, head_hidden))
+        self.w2 = nn.Parameter(torch.randn(lead_days, head_hidden) / math.sqrt(head_hidden))
+        self.b2 = nn.Parameter(torch.zeros(lead_days))
+
+    def travel_kernels(self, basin_ch: torch.Tensor) -> torch.Tensor:
+        """(N, L*J, H, W) routing weights of each basin; each sums to the basin mean of the
+        softplus travel weight. Computed once per forward; costs O(N * R * H * W)."""
+        if basin_ch.ndim != 4 or basin_ch.shape[1] != 2:
+            raise ValueError(f"expected basin_ch of shape (N, 2, H, W), got {tuple(basin_ch.shape)}")
+        mask, dist = basin_ch[:, 0], basin_ch[:, 1]
+        area = mask.sum(dim=(-2, -1)).clamp_min(1e-6)  # (N,) in cells
+        phi = torch.exp(-(((dist.unsqueeze(1) - self.rbf_centres.view(1, -1, 1, 1)) / self.rbf_width) ** 2))
+        weight = F.softplus(torch.einsum("ljr,nrhw->nljhw", self.travel, phi))
+        kern = weight * (mask / area.view(-1, 1, 1)).unsqueeze(1).unsqueeze(1)
+        return kern.flatten(1, 2)
+
+    def runoff_maps(self, hidden_maps: torch.Tensor) -> torch.Tensor:
+        """(B, T, L*J, H, W) non-negative runoff-generation maps from hidden maps (B, T, C, H, W)."""
+        b, t = hidden_maps.shape[:2]
+        return F.softplus(self.generation(hidden_maps.flatten(0, 1))).unflatten(0, (b, t))
+
+    def forward(self, hidden_maps: torch.Tensor, basin_ch: torch.Tensor,
+                generation: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised discharge (B, T, N, L). ``generation`` may pass precomputed
+        :meth:`runoff_maps` to avoid computing them twice."""
+        g = self.runoff_maps(hidden_maps) if generation is None else generation
+        kern = self.travel_kernels(basin_ch).to(g.dtype)
+        routed = torch.einsum("btqhw,nqhw->btnq", g, kern)
+        routed = routed.unflatten(-1, (self.lead_days, self.runoff_features))  # (B, T, N, L, J)
+        z = F.silu(torch.einsum("btnlj,ljk->btnlk", routed, self.w1) + self.b1)
+        return torch.einsum("btnlk,lk->btnl", z, self.w2) + self.b2
+
+
+class HydroConvLSTM(nn.Module):
+    """ConvLSTM core + basin head + map head, built from a plain dict (see :data:`HPARAM_DEFAULTS`).
+
+    ``forward(x_dyn, x_static=None, basin_ch=None, state=None)``:
+
+    * ``x_dyn`` (B, T, n_dynamic, H, W), normalised, no NaN (fill gaps and add validity channels
+      upstream);
+    * ``x_static`` (B, n_static, H, W) or (n_static, H, W), repeated over the days;
+    * ``basin_ch`` (N, 2, H, W) for the basins to read out (``None``: ``q`` has N = 0);
+    * ``state`` initial core state (see :class:`ConvLSTM`), for stateful chunked runs.
+
+    Returns the dict described in the module docstring. Unknown hyperparameters are errors;
+    :attr:`hparams` returns the complete dict, JSON-serialisable, to rebuild the model.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        unknown = set(config) - set(HPARAM_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown HydroConvLSTM hyperparameters: {sorted(unknown)}; "
+                             f"known: {sorted(HPARAM_DEFAULTS)}")
+        hp = {**HPARAM_DEFAULTS, **config}
+        missing = [k for k, v in hp.items() if v is None]
+        if missing:
+            raise ValueError(f"missing HydroConvLSTM hyperparameters: {missing}")
+        for k, v in hp.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"hyperparameter {k} must be a non-negative integer, got {v!r}")
+        for k in ("n_dynamic", "hidden", "depth", "kernel", "lead_days", "runoff_features", "n_rbf", "head_hidden"):
+            if hp[k] < 1:
+                raise ValueError(f"hyperparameter {k} must be >= 1, got {hp[k]}")
+        self._hparams = hp
+        self.core = ConvLSTM(hp["n_dynamic"] + hp["n_static"], hp["hidden"], hp["kernel"], hp["depth"])
+        self.basin_head = BasinHead(hp["hidden"], hp["lead_days"], hp["runoff_features"], hp["n_rbf"],
+                                    hp["head_hidden"])
+        self.map_head = nn.Conv2d(hp["hidden"], hp["lead_days"] * hp["n_map_outputs"], 1)
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return dict(self._hparams)
+
+    def forward(self, x_dyn: torch.Tensor, x_static: torch.Tensor | None = None,
+                basin_ch: torch.Tensor | None = None, state: list[State | None] | None = None
+                ) -> dict[str, Any]:
+        hp = self._hparams
+        if x_dyn.ndim != 5 or x_dyn.shape[2] != hp["n_dynamic"]:
+            raise ValueError(f"expected x_dyn of shape (B, T, {hp['n_dynamic']}, H, W), got {tuple(x_dyn.shape)}")
+        b, t, _, height, width = x_dyn.shape
+        if hp["n_static"]:
+            if x_static is None:
+                raise ValueError(f"the model needs x_static with {hp['n_static']} channels")
+            if x_static.ndim == 3:
+                x_static = x_static.unsqueeze(0)
+            if x_static.shape[-3:] != (hp["n_static"], height, width) or x_static.shape[0] not in (1, b):
+                raise ValueError(f"expected x_static of shape (B, {hp['n_static']}, {height}, {width}), "
+                                 f"got {tuple(x_static.shape)}")
+            x = torch.cat([x_dyn, x_static.to(x_dyn.dtype).unsqueeze(1).expand(b, t, -1, -1, -1)], dim=2)
+        else:
+            x = x_dyn
+        h, final = self.core(x, state)
+
+        lead, m = hp["lead_days"], hp["n_map_outputs"]
+        flat = h.flatten(0, 1)
+        maps = self.map_head(flat).view(b, t, lead, m, height, width)
+        generation = self.basin_head.runoff_maps(h)
+        runoff = generation.view(b, t, lead, hp["runoff_features"], height, width).mean(dim=3)
+        if basin_ch is None:
+            q = h.new_zeros(b, t, 0, lead)
+        else:
+            q = self.basin_head(h, basin_ch.to(h.device), generation=generation)
+        return {"q": q, "maps": maps, "runoff": runoff, "state": final}
+
+
+class LumpedLSTM(nn.Module):
+    """The lumped baseline: an LSTM over basin-averaged inputs (+ static basin attributes).
+
+    ``forward(x)``: ``x`` (B, T, n_inputs) or (B, T, N, n_inputs) (N basins, each its own sequence)
+    -> normalised discharge (B, T, L) or (B, T, N, L), same time convention as
+    :class:`HydroConvLSTM`. Static attributes are concatenated by the caller to every day.
+    """
+
+    def __init__(self, n_inputs: int, hidden: int, lead_days: int):
+        super().__init__()
+        self._hparams = {"n_inputs": int(n_inputs), "hidden": int(hidden), "lead_days": int(lead_days)}
+        self.lstm = nn.LSTM(n_inputs, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, lead_days)
+        with torch.no_grad():  # PyTorch gate order i, f, g, o
+            self.lstm.bias_hh_l0[hidden:2 * hidden].fill_(1.0)
+            self.lstm.bias_ih_l0[hidden:2 * hidden].zero_()
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return dict(self._hparams)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4:
+            b, t, n, c = x.shape
+            y = self.forward(x.permute(0, 2, 1, 3).reshape(b * n, t, c))
+            return y.view(b, n, t, -1).permute(0, 2, 1, 3)
+        h, _ = self.lstm(x)
+        return self.out(h)
+
+
+def basin_average(x: torch.Tensor, basin_ch: torch.Tensor) -> torch.Tensor:
+    """Mask-weighted basin means of maps ``x`` (B, T, C, H, W) -> (B, T, N, C): the lumped inputs."""
+    mask = basin_ch[:, 0].to(x.dtype)
+    mask = mask / mask.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+    return torch.einsum("btchw,nhw->btnc", x, mask)
+
+
+def nse_star_loss(pred: torch.Tensor, obs: torch.Tensor, basin_std: torch.Tensor | float,
+                  eps: float = 0.1, basin_dim: int = -2) -> torch.Tensor:
+    """NSE* loss (Kratzert et al. 2019): mean over valid observations of
+    ``(pred - obs)^2 / (std_b + eps)^2``.
+
+    ``pred``, ``obs`` have the same shape, e.g. (B, T, N, L); NaN in ``obs`` marks a missing
+    observation, excluded from the sum and from the count. ``basin_std`` is each basin's
+    discharge standard deviation over the training period, in the units of ``obs``: a tensor of
+    shape (N,) indexed along ``basin_dim`` (default -2, the basin axis of ``q``), or anything
+    broadcastable to ``obs``. If ``obs`` is already z-scored per basin, pass ``basin_std=1``: the
+    loss is then MSE / (1 + eps)^2, the same basin weighting. With no valid observation the loss
+    is a zero that still carries the graph.
+    """
+    std = torch.as_tensor(basin_std, dtype=pred.dtype, device=pred.device)
+    if std.ndim == 1 and obs.ndim > 1:
+        shape = [1] * obs.ndim
+        shape[basin_dim] = -1
+        std = std.view(shape)
+    valid = ~torch.isnan(obs)
+    err = torch.where(valid, pred - torch.where(valid, obs, torch.zeros_like(obs)), torch.zeros_like(pred))
+    weighted = err.square() / (std + eps).square()
+    return weighted.sum() / valid.sum().clamp_min(1)
+
+
+def discharge_from_normalised(q_norm: torch.Tensor, mean: torch.Tensor | float, std: torch.Tensor | float,
+                              mode: str = "clamp", softness: float = 0.05) -> torch.Tensor:
+    """Physical discharge (e.g. m3/s), never negative, from the head's normalised output.
+
+    ``q = mean + std * q_norm`` then ``mode="clamp"``: ``max(0, q)`` (default; can only reduce the
+    error against a non-negative observation), or ``mode="softplus"``: ``s * softplus(q / s)``
+    with ``s = softness * std`` (smooth, >= 0, at most ``s * log 2`` above the clamp).
+    ``mean``/``std`` broadcast against ``q_norm`` (for (B, T, N, L) pass shape (N, 1)).
+    """
+    mean_t = torch.as_tensor(mean, dtype=q_norm.dtype, device=q_norm.device)
+    std_t = torch.as_tensor(std, dtype=q_norm.dtype, device=q_norm.device)
+    q = mean_t + std_t * q_norm
+    if mode == "clamp":
+        return q.clamp_min(0.0)
+    if mode == "softplus":
+        s = (softness * std_t).clamp_min(torch.finfo(q.dtype).tiny)
+        return s * F.softplus(q / s)
+    raise ValueError(f"mode must be 'clamp' or 'softplus', got {mode!r}")

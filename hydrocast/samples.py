@@ -1,0 +1,180 @@
+"""Model inputs from the cube: normalisation statistics and windows of days, read as needed.
+
+Contract (what the network sees)
+================================
+
+dynamic channels, per day (``(T, C, H, W)``, float32, no NaN)
+    for every dynamic cube variable ``v`` in ``inputs``: its normalised value (NaN → 0) and a
+    validity mask (1 where the cube had a value, 0 in a gap), then ``sin`` and ``cos`` of the
+    day of year. Precipitation-like variables (units mm) are ``log1p``-transformed before
+    standardising: daily rain is heavy-tailed and the network should see a storm of 80 mm as
+    large, not as a 10-sigma outlier that dominates every gradient.
+static channels (``(S, H, W)``)
+    every static cube layer standardised (``upstream_area`` as log10 of km2 first), NaN → 0, and
+    one ``static_valid`` mask (1 where the DEM had data).
+statistics
+    means and standard deviations over the **training period only** (valid cells only), stored in
+    the model artefact; validation and test days never enter them.
+
+Windows are read from the NetCDF cube with plain slicing, so memory holds one batch of windows
+at a time, never the record (see benchmarks/train.py for the 2-vs-8-year check).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cube import int_to_days
+from .errors import BadInputError
+
+LOG_STATICS = ("upstream_area",)
+
+
+def is_precipitation(attrs: dict) -> bool:
+    return "precipitation" in str(attrs.get("standard_name", "")) or str(attrs.get("units", "")) == "mm"
+
+
+@dataclass
+class InputSpec:
+    """Which cube variables feed the network, and how they are normalised."""
+
+    dynamic: list[str]
+    static: list[str]
+    stats: dict[str, dict]  # name -> {"mean": float, "std": float, "log1p": bool, "log10": bool}
+
+    @property
+    def n_dynamic_channels(self) -> int:
+        return 2 * len(self.dynamic) + 2
+
+    @property
+    def n_static_channels(self) -> int:
+        return len(self.static) + 1
+
+    def to_json(self) -> dict:
+        return {"dynamic": self.dynamic, "static": self.static, "stats": self.stats}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "InputSpec":
+        return cls(list(d["dynamic"]), list(d["static"]), dict(d["stats"]))
+
+
+class CubeReader:
+    """Random access to days of a cube, normalised per an :class:`InputSpec`."""
+
+    def __init__(self, path: Path):
+        import netCDF4
+
+        self.path = Path(path)
+        try:
+            self.ds = netCDF4.Dataset(self.path)
+            self.ds.set_auto_mask(False)
+            self.days = int_to_days(self.ds.variables["time"][:])
+        except (OSError, KeyError) as exc:
+            raise BadInputError(f"{self.path}: cannot read the cube ({exc}); run `hydrocast ingest`") from None
+        import json
+
+        self.dynamic_names = json.loads(self.ds.getncattr("hydrocast_dynamic"))
+        self.static_names = json.loads(self.ds.getncattr("hydrocast_static"))
+        self.shape = (self.ds.dimensions["y"].size, self.ds.dimensions["x"].size)
+
+    def close(self) -> None:
+        self.ds.close()
+
+    def attrs(self, name: str) -> dict:
+        v = self.ds.variables[name]
+        return {k: v.getncattr(k) for k in v.ncattrs()}
+
+    def index(self, day) -> int:
+        d = np.datetime64(day, "D")
+        i = int((d - self.days[0]).astype(int)) if len(self.days) else -1
+        if not 0 <= i < len(self.days):
+            raise BadInputError(f"{self.path}: day {d} is outside the cube ({self.days[0]} .. {self.days[-1]})")
+        return i
+
+    def raw(self, name: str, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.ds.variables[name][start:stop], dtype="float32")
+
+    def static_raw(self, name: str) -> np.ndarray:
+        return np.asarray(self.ds.variables[name][:], dtype="float32")
+
+    # -- normalisation --------------------------------------------------------------------------
+    def compute_stats(self, dynamic: list[str], static: list[str], period: tuple) -> InputSpec:
+        """Mean and std of every input over the training ``period`` only (valid cells only)."""
+        missing = [n for n in dynamic if n not in self.dynamic_names] + [n for n in static if n not in self.static_names]
+        if missing:
+            raise BadInputError(f"{self.path}: the cube has no variable {missing[0]!r} "
+                                f"(it has {', '.join(self.dynamic_names + self.static_names)}); check [train] inputs "
+                                "or run `hydrocast ingest`")
+        a, b = self.index(period[0]), self.index(period[1]) + 1
+        stats = {}
+        for name in dynamic:
+            log = is_precipitation(self.attrs(name))
+            s = s2 = n = 0.0
+            for c in range(a, b, 64):  # chunked: flat memory however long the period
+                x = self.raw(name, c, min(c + 64, b)).astype("float64")
+                x = x[np.isfinite(x)]
+                if log:
+                    x = np.log1p(np.maximum(x, 0))
+                s, s2, n = s + x.sum(), s2 + (x * x).sum(), n + x.size
+            if n == 0:
+                raise BadInputError(f"{self.path}: {name} has no valid value in the training period {period[0]}..{period[1]}")
+            mean = s / n
+            std = float(np.sqrt(max(s2 / n - mean * mean, 0.0))) or 1.0
+            stats[name] = {"mean": float(mean), "std": std, "log1p": log, "log10": False}
+        for name in static:
+            x = self.static_raw(name).astype("float64")
+            log10 = name in LOG_STATICS
+            x = x[np.isfinite(x)]
+            if log10:
+                x = np.log10(np.maximum(x, 1e-3))
+            if x.size == 0:
+                raise BadInputError(f"{self.path}: static layer {name} is all missing")
+            stats[name] = {"mean": float(x.mean()), "std": float(x.std()) or 1.0, "log1p": False, "log10": log10}
+        return InputSpec(list(dynamic), list(static), stats)
+
+    @staticmethod
+    def _normalise(x: np.ndarray, st: dict) -> tuple[np.ndarray, np.ndarray]:
+        valid = np.isfinite(x)
+        x = np.where(valid, x, 0.0)
+        if st.get("log1p"):
+            x = np.log1p(np.maximum(x, 0))
+        if st.get("log10"):
+            x = np.log10(np.maximum(x, 1e-3))
+        x = (x - st["mean"]) / st["std"]
+        return np.where(valid, x, 0.0).astype("float32"), valid.astype("float32")
+
+    def dynamic_window(self, spec: InputSpec, start: int, stop: int) -> np.ndarray:
+        """Normalised dynamic channels of days ``start`` ≤ i < ``stop``: ``(T, C, H, W)``."""
+        if start < 0 or stop > len(self.days):
+            raise BadInputError(f"{self.path}: days {start}..{stop} are outside the cube")
+        T = stop - start
+        out = np.empty((T, spec.n_dynamic_channels, *self.shape), dtype="float32")
+        for k, name in enumerate(spec.dynamic):
+            out[:, 2 * k], out[:, 2 * k + 1] = self._normalise(self.raw(name, start, stop), spec.stats[name])
+        doy = (self.days[start:stop] - self.days[start:stop].astype("datetime64[Y]")).astype(int)
+        phase = 2 * np.pi * doy / 365.25
+        out[:, -2] = np.sin(phase)[:, None, None]
+        out[:, -1] = np.cos(phase)[:, None, None]
+        return out
+
+    def static_stack(self, spec: InputSpec) -> np.ndarray:
+        """Normalised static channels plus the DEM validity mask: ``(S, H, W)``."""
+        out = np.zeros((spec.n_static_channels, *self.shape), dtype="float32")
+        valid_all = np.ones(self.shape, dtype=bool)
+        for k, name in enumerate(spec.static):
+            x = self.static_raw(name)
+            out[k], valid = self._normalise(x, spec.stats[name])
+            valid_all &= valid.astype(bool)
+        out[-1] = valid_all
+        return out
+
+    def complete_days(self, names: list[str], start: int, stop: int) -> np.ndarray:
+        """For each day, True when every variable in ``names`` has at least one valid cell."""
+        ok = np.ones(stop - start, dtype=bool)
+        for name in names:
+            x = self.raw(name, start, stop)
+            ok &= np.isfinite(x).reshape(len(x), -1).any(axis=1)
+        return ok
