@@ -175,6 +175,70 @@ def train(
                     f"of {result.epochs_run}, {result.seconds:.0f} s")
 
 
+@app.command()
+def predict(
+    config: Path = ConfigOpt,
+    basin: list[str] = typer.Option(..., "--basin", "-b",
+                                    help="Basin id (repeatable), or 'all' for every basin of the model (or of --basins)."),
+    out: Path = typer.Option(Path("forecasts"), "--out", "-o", help="Folder for the NetCDF (and PNG) files."),
+    issue_date: Optional[str] = typer.Option(None, "--issue-date",
+                                             help="YYYY-MM-DD; default: the latest day the cube can support."),
+    basins: Optional[Path] = typer.Option(None, "--basins",
+                                          help="Polygons/outlets file of other basins (ungauged prediction)."),
+    plot: bool = typer.Option(False, "--plot", help="Also write PNGs of the hydrograph and the maps."),
+    quiet: bool = QuietOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Forecast hydrographs and maps for lead days 1..H after the issue date, as CF NetCDF.
+
+    Exit 67 for an unknown basin id, 75 when the cube cannot support the issue date yet (missing
+    days), 65 when the cube's grid is not the model's. Nothing is written on an error."""
+    con = Console(quiet)
+    with errors_to_exit_codes():
+        from . import config as config_mod
+        from .predict import predict as run_predict
+
+        cfg = config_mod.load(config)
+        ids = ["all"] if "all" in basin else list(dict.fromkeys(basin))
+        result = run_predict(cfg, ids, out.resolve(), issue_date=issue_date,
+                             basins_path=basins.resolve() if basins else None, plot=plot, log=con.log)
+        if json_out:
+            print(json.dumps(result.to_json()))
+        else:
+            for f in result.files:
+                print(f)
+
+
+@app.command()
+def evaluate(
+    config: Path = ConfigOpt,
+    period: Optional[str] = typer.Option(None, "--period", help="START:END (YYYY-MM-DD:YYYY-MM-DD); default [train] test_period."),
+    out: Path = typer.Option(Path("evaluation"), "--out", "-o", help="Folder for hindcast.nc and metrics.csv."),
+    basins: Optional[Path] = typer.Option(None, "--basins", help="Evaluate these basins instead of the model's."),
+    discharge: Optional[Path] = typer.Option(None, "--discharge", help="Observations to score against (default [discharge] path)."),
+    quiet: bool = QuietOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Hindcast every day of a period; score the ConvLSTM against the lumped LSTM, persistence
+    and climatology on the same days (NSE, KGE and its parts, bias, RMSE, peak timing)."""
+    con = Console(quiet)
+    with errors_to_exit_codes():
+        from . import config as config_mod
+        from .evaluate import evaluate as run_evaluate, render_table
+
+        cfg = config_mod.load(config)
+        result = run_evaluate(cfg, period, out.resolve(), basins_path=basins.resolve() if basins else None,
+                              discharge_path=discharge.resolve() if discharge else None, log=con.log)
+        if json_out:
+            print(json.dumps(result.to_json()))
+        else:
+            from rich.console import Console as RichConsole
+
+            RichConsole(width=110).print(render_table(result))
+            print(result.hindcast)
+            print(result.metrics_csv)
+
+
 def main() -> None:
     app()
 

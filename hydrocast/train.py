@@ -225,13 +225,22 @@ class Trainer:
 
         tp = (str(tr.train_period[0]), str(tr.train_period[1]))
         training_check(q, tp, ids, source=q.attrs["source"])
-        train_q = q.iloc[self.t0:self.t1 + 1]
-        self.q_mean = train_q.mean().to_numpy("float64")
-        self.q_std = train_q.std().to_numpy("float64")
-        self.q_std = np.where(np.isfinite(self.q_std) & (self.q_std > 0), self.q_std, np.maximum(self.q_mean, 1e-3))
+        # Discharge as specific discharge (mm/day = m3/s * 86.4 / km2), standardised with ONE
+        # mean/std pooled over all training basins: the network's output then means the same in
+        # every basin, so an ungauged basin's discharge is that output times its own area. Large
+        # and small rivers weigh alike through the NSE* loss, which divides each basin's errors
+        # by that basin's own spread (basin_std).
+        self.area_km2 = np.array([b.area_km2 for b in self.basins], dtype="float64")
         self.q = q.to_numpy("float64")
-        self.q_norm = ((self.q - self.q_mean) / self.q_std).astype("float32")
+        spec_q = self.q * 86.4 / self.area_km2
+        train_q = spec_q[self.t0:self.t1 + 1]
+        self.q_mu = float(np.nanmean(train_q))
+        self.q_sd = float(np.nanstd(train_q)) or 1.0
+        self.q_norm = ((spec_q - self.q_mu) / self.q_sd).astype("float32")
+        self.basin_std = np.nanstd(self.q_norm[self.t0:self.t1 + 1], axis=0)
+        self.basin_std = np.where(np.isfinite(self.basin_std) & (self.basin_std > 0), self.basin_std, 1.0)
         self.static = torch.from_numpy(reader.static_stack(self.spec)).to(self.device)
+        self.basin_std_t = torch.as_tensor(self.basin_std, dtype=torch.float32, device=self.device)
         self.basin_ch = torch.from_numpy(self.channels).to(self.device)
         self.map_stats = self.spec.stats[self.map_var]
         self.hparams = {"n_dynamic": self.spec.n_dynamic_channels, "n_static": self.spec.n_static_channels,
@@ -270,7 +279,7 @@ class Trainer:
         from .model import nse_star_loss
 
         q = out["q"][:, warmup:].float()
-        lq = nse_star_loss(q, y[:, warmup:], 1.0)
+        lq = nse_star_loss(q, y[:, warmup:], self.basin_std_t)
         maps = out["maps"][:, warmup:, :, 0].float()
         mt = m[:, warmup:]
         valid = ~torch.isnan(mt)
@@ -292,7 +301,6 @@ class Trainer:
         ``warmup_days`` of inputs before ``a``."""
         import torch
 
-        from .model import discharge_from_normalised
 
         warm = self.cfg.train.warmup_days
         s = max(0, a - warm)
@@ -300,10 +308,11 @@ class Trainer:
         net.eval()
         with torch.no_grad(), self.autocast():
             out = net(x, self.static, self.basin_ch)
-        qn = out["q"][0, a - s:].float()
-        mean = torch.as_tensor(self.q_mean, dtype=torch.float32, device=qn.device).view(-1, 1)
-        std = torch.as_tensor(self.q_std, dtype=torch.float32, device=qn.device).view(-1, 1)
-        return discharge_from_normalised(qn, mean, std).cpu().numpy()
+        return self.to_physical(out["q"][0, a - s:].float().cpu().numpy())
+
+    def to_physical(self, qn: np.ndarray) -> np.ndarray:
+        """Normalised output (..., N, L) → discharge in m3/s, never negative."""
+        return to_discharge(qn, self.q_mu, self.q_sd, self.area_km2)
 
     def validation_nse(self, net) -> np.ndarray:
         """NSE per basin on the validation period, lead day 1."""
@@ -367,7 +376,7 @@ class Trainer:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), tr.grad_clip)
                 opt.step()
-                losses.append(float(lq))
+                losses.append(float(lq.detach()))
                 n_basin_days += int((~torch.isnan(y[:, tr.warmup_days:, :, 0])).sum())
                 if progress:
                     progress("advance", len(starts[k:k + tr.batch_size]))
@@ -428,7 +437,7 @@ class Trainer:
         import torch
 
         from .metrics import nse
-        from .model import LumpedLSTM, discharge_from_normalised, nse_star_loss
+        from .model import LumpedLSTM, nse_star_loss
 
         tr = self.cfg.train
         torch.manual_seed(self.seed + 1)
@@ -442,7 +451,7 @@ class Trainer:
             for k in range(0, len(starts), tr.batch_size):
                 x, y, _ = self.batch(starts[k:k + tr.batch_size], self.t1)
                 pred = net(self.lumped_inputs(x, self.static))
-                loss = nse_star_loss(pred[:, tr.warmup_days:], y[:, tr.warmup_days:], 1.0)
+                loss = nse_star_loss(pred[:, tr.warmup_days:], y[:, tr.warmup_days:], self.basin_std_t)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), tr.grad_clip)
@@ -465,17 +474,13 @@ class Trainer:
     def lumped_period(self, net, a: int, b: int) -> np.ndarray:
         import torch
 
-        from .model import discharge_from_normalised
-
         warm = self.cfg.train.warmup_days
         s = max(0, a - warm)
         x = torch.from_numpy(self.reader.dynamic_window(self.spec, s, b + 1)).unsqueeze(0).to(self.device)
         net.eval()
         with torch.no_grad():
             qn = net(self.lumped_inputs(x, self.static))[0, a - s:]
-        mean = torch.as_tensor(self.q_mean, dtype=torch.float32, device=qn.device).view(-1, 1)
-        std = torch.as_tensor(self.q_std, dtype=torch.float32, device=qn.device).view(-1, 1)
-        return discharge_from_normalised(qn, mean, std).cpu().numpy()
+        return self.to_physical(qn.float().cpu().numpy())
 
     def lumped_validation(self, net) -> np.ndarray:
         from .metrics import nse
@@ -502,14 +507,14 @@ class Trainer:
             if train_cfg.get(k):
                 train_cfg[k] = [str(d) for d in train_cfg[k]]
         basins = []
-        for b, s, ls, mean, std in zip(self.basins, scores, lumped_scores, self.q_mean, self.q_std):
+        for b, s, ls, std in zip(self.basins, scores, lumped_scores, self.basin_std):
             from shapely.geometry import mapping
 
             poly_ll = _polygon_lonlat(b.polygon, self.grid)
             basins.append({"id": b.id, "name": b.name, "area_km2": float(b.area_km2),
                            "outlet_lon": b.outlet_lonlat[0] if b.outlet_lonlat else None,
                            "outlet_lat": b.outlet_lonlat[1] if b.outlet_lonlat else None,
-                           "discharge_mean": float(mean), "discharge_std": float(std),
+                           "basin_std": float(std),
                            "validation_nse": _num(s), "lumped_validation_nse": _num(ls),
                            "polygon_lonlat": mapping(poly_ll) if poly_ll is not None else None})
         meta = {
@@ -521,6 +526,8 @@ class Trainer:
             "lead_days": tr.lead_days,
             "warmup_days": tr.warmup_days,
             "dist_scale_km": self.dist_scale,
+            "discharge_normalisation": {"quantity": "specific discharge (mm/day = m3/s * 86.4 / km2)",
+                                        "mean": self.q_mu, "std": self.q_sd},
             "basins": basins,
             "config": {"train": train_cfg},
             "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
@@ -531,6 +538,14 @@ class Trainer:
                          "cube": str(self.reader.path), "cube_days": [str(self.reader.days[0]), str(self.reader.days[-1])]},
         }
         artefact.save(model_dir, tensors, _jsonable(meta))
+
+
+def to_discharge(qn: np.ndarray, mu: float, sd: float, area_km2: np.ndarray) -> np.ndarray:
+    """Network output (..., N, L), standardised specific discharge → m3/s (never negative).
+
+    The clamp at zero can only reduce the error against an observation (which is >= 0)."""
+    spec = np.maximum(mu + sd * np.asarray(qn, dtype="float64"), 0.0)
+    return (spec * np.asarray(area_km2, dtype="float64")[:, None] / 86.4).astype("float32")
 
 
 def _num(x) -> float | None:

@@ -41,13 +41,21 @@ State = tuple[torch.Tensor, torch.Tensor]
 def lstm_gates(z: torch.Tensor, c: torch.Tensor | None) -> State:
     """The LSTM update from fused pre-activations ``z`` (B, 4*hidden, H, W) ordered (i, f, o, g).
 
-    ``c=None`` means a zero cell state (then ``c' = i * g``)."""
+    ``c=None`` means a zero cell state (then ``c' = i * g``). Under mixed precision (``z`` in
+    bf16/fp16) the cell state is kept in float32, since it accumulates over the whole window,
+    and ``h`` is returned in ``z``'s dtype; in float32 nothing is converted."""
     hidden = z.shape[1] // 4
     ifo = torch.sigmoid(z[:, :3 * hidden])
     g = torch.tanh(z[:, 3 * hidden:])
     i, f, o = ifo[:, :hidden], ifo[:, hidden:2 * hidden], ifo[:, 2 * hidden:]
-    c_new = i * g if c is None else torch.addcmul(i * g, f, c)
-    h_new = o * torch.tanh(c_new)
+    ig = i * g
+    if c is None:
+        c_new = ig.float() if ig.dtype in (torch.bfloat16, torch.float16) else ig
+    elif c.dtype == ig.dtype:
+        c_new = torch.addcmul(ig, f, c)
+    else:
+        c_new = f * c + ig  # promotes to the (float32) cell-state dtype
+    h_new = (o * torch.tanh(c_new)).to(z.dtype)
     return h_new, c_new
 
 
@@ -111,6 +119,9 @@ class ConvLSTM(nn.Module):
     final state of the previous chunk for a stateful run. It returns
     ``(out, final_state)``: ``out`` (B, T, hidden, H, W) are the top layer's hidden maps at every
     step and ``final_state`` is the list of ``(h, c)`` after the last step, per layer.
+
+    ``channels_last`` (attribute, default False): run the convolutions on NHWC tensors, the
+    layout cuDNN's tensor-core kernels want (use it on a GPU; on a 2-core CPU it was slower).
     """
 
     def __init__(self, in_ch: int, hidden: int, kernel: int = 3, depth: int = 1):
@@ -120,6 +131,7 @@ class ConvLSTM(nn.Module):
         self.in_ch, self.hidden, self.kernel, self.depth = int(in_ch), int(hidden), int(kernel), int(depth)
         self.cells = nn.ModuleList(
             ConvLSTMCell(in_ch if layer == 0 else hidden, hidden, kernel) for layer in range(depth))
+        self.channels_last = False
 
     def forward(self, x: torch.Tensor, state: list[State | None] | None = None
                 ) -> tuple[torch.Tensor, list[State]]:
@@ -128,6 +140,8 @@ class ConvLSTM(nn.Module):
         if state is not None and len(state) != self.depth:
             raise ValueError(f"expected {self.depth} initial states, got {len(state)}")
         steps = list(x.unbind(dim=1))
+        if self.channels_last:
+            steps = [s.contiguous(memory_format=torch.channels_last) for s in steps]
         final: list[State] = []
         for layer, cell in enumerate(self.cells):
             layer_state = None if state is None else state[layer]

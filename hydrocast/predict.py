@@ -1,0 +1,296 @@
+"""``hydrocast predict``: hydrographs and forecast maps for one issue date, as CF NetCDF.
+
+The :class:`Forecaster` (artefact + cube, checked against each other) is shared with
+:mod:`hydrocast.evaluate`. Output files are named
+``<basin>_<YYYYMMDD>_<model id>_hydrograph.nc`` / ``..._maps.nc`` (model id = the first 8 hex
+digits of the weights' SHA-256), so a cron job never overwrites a forecast of another day, basin
+or model; a rerun of the same forecast replaces it atomically with the same content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import Config
+from .errors import EX_DATAERR, BadInputError, BusyError, HydrocastError, MissingInputError
+
+EX_NOUSER = 67  # sysexits: "addressee unknown" — the basin id is not known
+
+
+class UnknownBasinError(HydrocastError):
+    exit_code = EX_NOUSER
+
+
+class GridMismatchError(BadInputError):
+    exit_code = EX_DATAERR
+
+
+#: an issue date needs its precipitation, and at most this fraction of the warm-up days missing
+MAX_MISSING_WARMUP = 0.1
+
+
+@dataclass
+class BasinSet:
+    ids: list[str]
+    channels: np.ndarray  # (N, 2, H, W)
+    info: list[dict]  # id, name, area_km2, outlet_lon, outlet_lat, gauged
+
+
+class Forecaster:
+    """A trained model and the cube it reads, checked against each other."""
+
+    def __init__(self, cfg: Config):
+        import torch
+
+        from . import artefact
+        from .cube import read_index
+        from .grid import GridSpec
+        from .model import HydroConvLSTM, LumpedLSTM
+        from .samples import CubeReader, InputSpec
+
+        self.cfg = cfg
+        self.model_dir = cfg.resolve(cfg.train.model_dir)
+        tensors, meta = artefact.load(self.model_dir)
+        self.meta = meta
+        self.model_id = meta["weights_sha256"][:8]
+        try:
+            self.net = HydroConvLSTM(meta["hparams"])
+            self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            self.lumped = LumpedLSTM(**meta["lumped_hparams"])
+            self.lumped.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("lumped.")})
+            self.spec = InputSpec.from_json(meta["inputs"])
+            self.grid = GridSpec.from_dict(meta["grid"])
+            self.lead = int(meta["lead_days"])
+            self.warmup = int(meta["warmup_days"])
+            self.q_mu = float(meta["discharge_normalisation"]["mean"])
+            self.q_sd = float(meta["discharge_normalisation"]["std"])
+            self.gauged = {b["id"]: (i, b) for i, b in enumerate(meta["basins"])}
+            self.gauged_channels = tensors["basin_channels"].numpy()
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise BadInputError(f"{self.model_dir}: incompatible model artefact ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:200]})") from None
+        self.net.eval()
+        self.lumped.eval()
+        torch.set_grad_enabled(False)
+        cube_path = cfg.resolve(cfg.cube.path)
+        if not cube_path.exists():
+            raise MissingInputError(f"{cube_path}: no cube; run `hydrocast ingest` first")
+        cube_grid = read_index(cube_path).grid
+        if not cube_grid.same_as(self.grid):
+            raise GridMismatchError(f"{cube_path}: the cube's grid ({cube_grid.describe()}) is not the grid the model "
+                                    f"was trained on ({self.grid.describe()})")
+        self.reader = CubeReader(cube_path)
+        missing = [n for n in self.spec.dynamic if n not in self.reader.dynamic_names] + \
+                  [n for n in self.spec.static if n not in self.reader.static_names]
+        if missing:
+            raise BadInputError(f"{cube_path}: the cube has no variable {missing[0]!r} that the model needs")
+        self.static = torch.from_numpy(self.reader.static_stack(self.spec))
+        self.precip_vars = [n for n in self.spec.dynamic if self.spec.stats[n].get("log1p")] or self.spec.dynamic[:1]
+
+    # -- basins ----------------------------------------------------------------------------------
+    def basin_set(self, ids: list[str], basins_path: Path | None = None) -> BasinSet:
+        """The requested basins: ``["all"]`` = every basin the model was trained on, or of
+        ``basins_path`` (polygons/outlets of basins the model may never have seen)."""
+        if basins_path is not None:
+            from .train import dem_routing, load_basins
+
+            routing = dem_routing(self.cfg, self.grid)
+            basins, channels, _ = load_basins(self.cfg, self.grid, Path(basins_path), routing,
+                                              dist_scale_km=float(self.meta["dist_scale_km"]))
+            known = {b.id: i for i, b in enumerate(basins)}
+            wanted = list(known) if ids == ["all"] else ids
+            unknown = [b for b in wanted if b not in known]
+            if unknown:
+                raise UnknownBasinError(f"{basins_path}: no basin with id {unknown[0]!r} "
+                                        f"(ids: {', '.join(sorted(known))})")
+            idx = [known[b] for b in wanted]
+            info = []
+            for i in idx:
+                b = basins[i]
+                info.append({"id": b.id, "name": b.name, "area_km2": float(b.area_km2),
+                             "outlet_lon": b.outlet_lonlat[0] if b.outlet_lonlat else np.nan,
+                             "outlet_lat": b.outlet_lonlat[1] if b.outlet_lonlat else np.nan,
+                             "gauged": b.id in self.gauged})
+            return BasinSet(wanted, channels[idx], info)
+        wanted = list(self.gauged) if ids == ["all"] else ids
+        unknown = [b for b in wanted if b not in self.gauged]
+        if unknown:
+            raise UnknownBasinError(f"{self.model_dir}: the model knows no basin {unknown[0]!r} "
+                                    f"(it knows {', '.join(self.gauged)}; use --basins PATH for other basins)")
+        info = []
+        for b in wanted:
+            m = self.gauged[b][1]
+            info.append({"id": b, "name": m.get("name") or b, "area_km2": float(m["area_km2"]),
+                         "outlet_lon": m.get("outlet_lon") if m.get("outlet_lon") is not None else np.nan,
+                         "outlet_lat": m.get("outlet_lat") if m.get("outlet_lat") is not None else np.nan,
+                         "gauged": True})
+        return BasinSet(wanted, self.gauged_channels[[self.gauged[b][0] for b in wanted]], info)
+
+    # -- issue dates -----------------------------------------------------------------------------
+    def supported(self) -> np.ndarray:
+        """For every cube day: can a forecast be issued that day? (its precipitation present,
+        at most 10 % of the warm-up days without precipitation)."""
+        n = len(self.reader.days)
+        have = self.reader.complete_days(self.precip_vars, 0, n)
+        ok = np.zeros(n, dtype=bool)
+        csum = np.concatenate([[0], np.cumsum(~have)])
+        for i in range(self.warmup, n):
+            missing = csum[i + 1] - csum[i + 1 - self.warmup]
+            ok[i] = have[i] and missing <= MAX_MISSING_WARMUP * self.warmup
+        return ok
+
+    def issue_index(self, issue_date: str | None) -> int:
+        days = self.reader.days
+        ok = self.supported()
+        if issue_date is None:
+            if not ok.any():
+                raise BusyError(f"{self.reader.path}: no day in the cube can support a forecast yet "
+                                f"(needs {self.warmup} days of precipitation)")
+            return int(np.nonzero(ok)[0][-1])
+        try:
+            d = np.datetime64(issue_date, "D")
+        except ValueError:
+            raise BadInputError(f"--issue-date {issue_date!r} is not a date YYYY-MM-DD") from None
+        if len(days) == 0 or d < days[0] + self.warmup or d > days[-1]:
+            raise BusyError(f"{self.reader.path}: cannot issue a forecast on {d}: the cube holds "
+                            f"{days[0]} .. {days[-1]} and the model needs the {self.warmup} days before the issue date")
+        i = int((d - days[0]).astype(int))
+        if not ok[i]:
+            have = self.reader.complete_days(self.precip_vars, i - self.warmup, i + 1)
+            gaps = [str(days[i - self.warmup + k]) for k in np.nonzero(~have)[0]]
+            raise BusyError(f"{self.reader.path}: cannot issue a forecast on {d}: precipitation missing on "
+                            f"{len(gaps)} of the {self.warmup + 1} days it needs ({', '.join(gaps[:5])}"
+                            f"{' ...' if len(gaps) > 5 else ''})")
+        return i
+
+    # -- running the network ---------------------------------------------------------------------
+    def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False) -> dict:
+        """Forecasts for issue days ``a..b`` (cube indices, inclusive), one sequence with the
+        warm-up before ``a``. Returns q (T, N, L) m3/s, and maps/runoff (T, L, H, W)."""
+        import torch
+
+        from .train import to_discharge
+
+        s = max(0, a - self.warmup)
+        x = torch.from_numpy(self.reader.dynamic_window(self.spec, s, b + 1)).unsqueeze(0)
+        ch = torch.from_numpy(np.ascontiguousarray(basins.channels))
+        area = np.array([i["area_km2"] for i in basins.info])
+        out = self.net(x, self.static, ch)
+        res = {"q": to_discharge(out["q"][0, a - s:].numpy(), self.q_mu, self.q_sd, area),
+               "maps": out["maps"][0, a - s:, :, 0].numpy(), "runoff": out["runoff"][0, a - s:].numpy()}
+        if lumped:
+            from .model import basin_average
+
+            dyn = basin_average(x, ch)
+            st = basin_average(self.static.unsqueeze(0).unsqueeze(0), ch)[0, 0]
+            st = torch.cat([st, torch.log10(torch.as_tensor(np.maximum(area, 1e-3), dtype=torch.float32)).view(-1, 1)], 1)
+            inp = torch.cat([dyn, st.view(1, 1, *st.shape).expand(1, dyn.shape[1], -1, -1)], dim=-1)
+            res["q_lumped"] = to_discharge(self.lumped(inp)[0, a - s:].numpy(), self.q_mu, self.q_sd, area)
+        return res
+
+    def map_physical(self, maps_norm: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Forecast soil-moisture maps back to physical units."""
+        mo = self.meta["map_outputs"][0]
+        st = self.spec.stats[mo["name"]]
+        return (st["mean"] + st["std"] * maps_norm).astype("float32"), mo
+
+
+@dataclass
+class PredictResult:
+    issue_date: str
+    files: list[str] = field(default_factory=list)
+    basins: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"issue_date": self.issue_date, "files": self.files, "basins": self.basins}
+
+
+def last_observation(cfg: Config, fc: Forecaster, basin_id: str, upto: int) -> tuple[float, str | None, tuple]:
+    """(value, date, (recent times, recent values)) of the basin's observed discharge up to the
+    issue date, from ``[discharge] path``; NaN/None where there is none (ungauged basins)."""
+    if not cfg.discharge.path or not cfg.resolve(cfg.discharge.path).exists():
+        return float("nan"), None, ([], [])
+    from .observations import read_discharge
+
+    df = read_discharge(cfg.resolve(cfg.discharge.path), None, fmt=cfg.discharge.format)
+    if basin_id not in df.columns:
+        return float("nan"), None, ([], [])
+    s = df[basin_id].loc[: str(fc.reader.days[upto])].dropna()
+    if s.empty:
+        return float("nan"), None, ([], [])
+    recent = s.iloc[-90:]
+    return float(s.iloc[-1]), str(s.index[-1].date()), (recent.index.values, recent.to_numpy())
+
+
+def predict(cfg: Config, basin_ids: list[str], out_dir: Path, issue_date: str | None = None,
+            basins_path: Path | None = None, plot: bool = False,
+            log: Callable[[str], None] = lambda s: None) -> PredictResult:
+    """Run ``hydrocast predict``; see the module docstring."""
+    from .netcdf import forecast_map_dataset, hydrograph_dataset, write_dataset
+
+    fc = Forecaster(cfg)
+    basins = fc.basin_set(basin_ids, basins_path)
+    i = fc.issue_index(issue_date)
+    day = fc.reader.days[i]
+    res = fc.run(basins, i, i)
+    q = res["q"][0]  # (N, L)
+    sm, mo = fc.map_physical(res["maps"][0])  # (L, H, W)
+    runoff = res["runoff"][0]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = PredictResult(issue_date=str(day))
+    leads = np.arange(1, fc.lead + 1)
+    stamp = str(day).replace("-", "")
+    # everything is computed before the first file is written: an error leaves nothing partial
+    products = []
+    for n, info in enumerate(basins.info):
+        last, last_t, recent = last_observation(cfg, fc, info["id"], i)
+        hyd = hydrograph_dataset([info["id"]], [info["name"]], [info["outlet_lon"]], [info["outlet_lat"]],
+                                 [info["area_km2"]], day, leads, q[n:n + 1], [last], [last_t])
+        frac = basins.channels[n, 0]
+        rows, cols = np.nonzero(frac > 0)
+        if rows.size == 0:
+            raise BadInputError(f"basin {info['id']}: covers no cell of the grid")
+        h, w = frac.shape
+        window = (max(rows.min() - 1, 0), min(rows.max() + 2, h), max(cols.min() - 1, 0), min(cols.max() + 2, w))
+        r0, r1, c0, c1 = window
+        sm_attrs = {k: v for k, v in mo.items() if k in ("units", "standard_name")}
+        sm_attrs["long_name"] = "forecast surface soil moisture"
+        maps = {
+            mo["name"]: (sm[:, r0:r1, c0:c1], sm_attrs),
+            "runoff_generation": ((runoff * frac[None])[:, r0:r1, c0:c1],
+                                  {"units": "1", "long_name": "where the model generates the runoff that reaches "
+                                   "the outlet at each lead (relative, basin-masked)"}),
+        }
+        mp = forecast_map_dataset(fc.grid, window, day, leads, maps, frac[r0:r1, c0:c1], info["id"])
+        base = out_dir / f"{info['id']}_{stamp}_{fc.model_id}"
+        products.append((info, hyd, mp, base, recent, maps, window))
+        result.basins.append({"id": info["id"], "gauged": info["gauged"], "area_km2": round(info["area_km2"], 1),
+                              "discharge_m3s": [round(float(v), 3) for v in q[n]],
+                              "valid_dates": [str(day + np.timedelta64(int(l), "D")) for l in leads],
+                              "last_observed": None if np.isnan(last) else last})
+    for info, hyd, mp, base, recent, maps, window in products:
+        for ds, suffix in ((hyd, "_hydrograph.nc"), (mp, "_maps.nc")):
+            path = Path(f"{base}{suffix}")
+            write_dataset(ds, path)
+            result.files.append(str(path))
+        if plot:
+            from .plots import plot_hydrograph, plot_maps
+
+            valid = [day + np.timedelta64(int(l), "D") for l in leads]
+            n = basins.ids.index(info["id"])
+            result.files.append(str(plot_hydrograph(Path(f"{base}_hydrograph.png"), info["id"], day, valid, q[n],
+                                                    recent[0], recent[1])))
+            r0, r1, c0, c1 = window
+            west, north = fc.grid.transform.c + c0 * fc.grid.res[0], fc.grid.transform.f - r0 * fc.grid.res[1]
+            extent = (west, west + (c1 - c0) * fc.grid.res[0], north - (r1 - r0) * fc.grid.res[1], north)
+            result.files.append(str(plot_maps(Path(f"{base}_maps.png"), info["id"], day,
+                                              {k: (v[0], v[1].get("units", "")) for k, v in maps.items()}, extent,
+                                              basins.channels[n, 0][r0:r1, c0:c1], lead_days=leads)))
+        log(f"{info['id']}: {', '.join(f'{v:.2f}' for v in q[basins.ids.index(info['id'])])} m3/s for leads "
+            f"1..{fc.lead} after {day}")
+    return result
