@@ -85,9 +85,9 @@ class TrainConfig:
     kernel: int = 3
     epochs: int = 30
     batch_size: int = 4
-    learning_rate: float = 3e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 0.0
-    patience: int = 6
+    patience: int = 8
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"

@@ -56,14 +56,19 @@ class EvaluateResult:
 
 def evaluate(cfg: Config, period: str | None, out_dir: Path, basins_path: Path | None = None,
              discharge_path: Path | None = None, log: Callable[[str], None] = lambda s: None) -> EvaluateResult:
+    from .predict import Forecaster
+
+    with Forecaster(cfg) as fc:
+        return _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log)
+
+
+def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> EvaluateResult:
     import pandas as pd
 
     from .metrics import doy_climatology, metrics_table
     from .netcdf import atomic_write_text, hindcast_dataset, write_dataset
-    from .predict import Forecaster
     from .train import discharge_table
 
-    fc = Forecaster(cfg)
     start, end = parse_period(period, cfg)
     days = fc.reader.days
     if start < days[0] + fc.warmup or end > days[-1]:

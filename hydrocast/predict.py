@@ -75,7 +75,6 @@ class Forecaster:
                                 f"{str(exc).splitlines()[0][:200]})") from None
         self.net.eval()
         self.lumped.eval()
-        torch.set_grad_enabled(False)
         cube_path = cfg.resolve(cfg.cube.path)
         if not cube_path.exists():
             raise MissingInputError(f"{cube_path}: no cube; run `hydrocast ingest` first")
@@ -87,9 +86,20 @@ class Forecaster:
         missing = [n for n in self.spec.dynamic if n not in self.reader.dynamic_names] + \
                   [n for n in self.spec.static if n not in self.reader.static_names]
         if missing:
+            self.reader.close()
             raise BadInputError(f"{cube_path}: the cube has no variable {missing[0]!r} that the model needs")
         self.static = torch.from_numpy(self.reader.static_stack(self.spec))
         self.precip_vars = [n for n in self.spec.dynamic if self.spec.stats[n].get("log1p")] or self.spec.dynamic[:1]
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
     # -- basins ----------------------------------------------------------------------------------
     def basin_set(self, ids: list[str], basins_path: Path | None = None) -> BasinSet:
@@ -173,6 +183,12 @@ class Forecaster:
         warm-up before ``a``. Returns q (T, N, L) m3/s, and maps/runoff (T, L, H, W)."""
         import torch
 
+        with torch.inference_mode():
+            return self._run(basins, a, b, lumped)
+
+    def _run(self, basins: BasinSet, a: int, b: int, lumped: bool) -> dict:
+        import torch
+
         from .train import to_discharge
 
         s = max(0, a - self.warmup)
@@ -230,9 +246,13 @@ def predict(cfg: Config, basin_ids: list[str], out_dir: Path, issue_date: str | 
             basins_path: Path | None = None, plot: bool = False,
             log: Callable[[str], None] = lambda s: None) -> PredictResult:
     """Run ``hydrocast predict``; see the module docstring."""
+    with Forecaster(cfg) as fc:
+        return _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log)
+
+
+def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) -> PredictResult:
     from .netcdf import forecast_map_dataset, hydrograph_dataset, write_dataset
 
-    fc = Forecaster(cfg)
     basins = fc.basin_set(basin_ids, basins_path)
     i = fc.issue_index(issue_date)
     day = fc.reader.days[i]

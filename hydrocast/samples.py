@@ -81,7 +81,15 @@ class CubeReader:
         self.shape = (self.ds.dimensions["y"].size, self.ds.dimensions["x"].size)
 
     def close(self) -> None:
-        self.ds.close()
+        if self.ds is not None and self.ds.isopen():
+            self.ds.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
     def attrs(self, name: str) -> dict:
         v = self.ds.variables[name]

@@ -21,7 +21,6 @@ Design (what makes it fit a 2-core CPU; see README "Training"):
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__
 from .config import Config
 from .errors import BadInputError, ConfigError, MissingInputError
 
@@ -172,8 +170,6 @@ class Trainer:
 
     def __init__(self, cfg: Config, device: str = "auto", seed: int | None = None, deterministic: bool = False,
                  log: Callable[[str], None] = lambda s: None):
-        import torch
-
         from .samples import CubeReader
 
         self.cfg, self.log = cfg, log
@@ -185,12 +181,21 @@ class Trainer:
         if not cube_path.exists():
             raise MissingInputError(f"{cube_path}: no cube; run `hydrocast ingest` first")
         self.reader = reader = CubeReader(cube_path)
+        try:
+            self._setup(cfg, tr, reader, device, deterministic)
+        except BaseException:
+            reader.close()
+            raise
+
+    def _setup(self, cfg: Config, tr, reader, device: str, deterministic: bool) -> None:
+        import torch
+
         self.grid = cfg.grid_spec()
         from .cube import read_index
 
-        cube_grid = read_index(cube_path).grid
+        cube_grid = read_index(reader.path).grid
         if not cube_grid.same_as(self.grid):
-            raise BadInputError(f"{cube_path}: the cube's grid ({cube_grid.describe()}) is not the config's "
+            raise BadInputError(f"{reader.path}: the cube's grid ({cube_grid.describe()}) is not the config's "
                                 f"({self.grid.describe()}); rerun `hydrocast ingest`")
         self.device = resolve_device(device if device != "auto" else tr.device)
         torch.manual_seed(self.seed)
@@ -418,7 +423,7 @@ class Trainer:
         return result
 
     # -- the lumped baseline ---------------------------------------------------------------------
-    def lumped_inputs(self, x, static) -> "torch.Tensor":
+    def lumped_inputs(self, x, static):
         """(B, T, N, C) basin-averaged dynamic channels + basin-averaged statics + log area."""
         import torch
 
@@ -436,7 +441,6 @@ class Trainer:
         """The lumped LSTM baseline: same windows, periods, loss and early stopping."""
         import torch
 
-        from .metrics import nse
         from .model import LumpedLSTM, nse_star_loss
 
         tr = self.cfg.train
@@ -639,8 +643,14 @@ def train(cfg: Config, device: str = "auto", seed: int | None = None, determinis
         raise BusyError(f"{model_dir}: another hydrocast train is writing this model; try later") from None
     try:
         trainer = Trainer(cfg, device=device, seed=seed, deterministic=deterministic, log=log)
-        log(f"training on {trainer.device}: {len(trainer.basins)} basins, inputs "
-            f"{', '.join(trainer.spec.dynamic)} + {len(trainer.spec.static)} static layers, grid {trainer.grid.describe()}")
-        return trainer.fit(model_dir, epochs=epochs, resume=resume, progress=progress)
+        try:
+            log(f"training on {trainer.device}: {len(trainer.basins)} basins, inputs "
+                f"{', '.join(trainer.spec.dynamic)} + {len(trainer.spec.static)} static layers, grid {trainer.grid.describe()}")
+            return trainer.fit(model_dir, epochs=epochs, resume=resume, progress=progress)
+        finally:
+            # close the cube now, not at some later garbage collection: HDF5 shares one file
+            # struct between handles of a process, and a handle freed while another is being
+            # opened crashes it
+            trainer.reader.close()
     finally:
         lock.release()

@@ -246,3 +246,26 @@ def test_physical_discharge_is_never_negative():
     raw = mean + std * q_norm
     obs = torch.rand_like(raw)
     assert ((q - obs).abs() <= (raw - obs).abs() + 1e-6).all()
+
+
+def test_channels_last_gives_the_same_result():
+    torch.manual_seed(10)
+    net = ConvLSTM(3, 4, 3, depth=2).double()
+    x = torch.randn(2, 4, 3, 6, 7, dtype=torch.float64)
+    plain, _ = net(x)
+    net.channels_last = True
+    nhwc, _ = net(x)
+    torch.testing.assert_close(nhwc, plain)
+
+
+def test_mixed_precision_keeps_the_cell_state_in_float32():
+    torch.manual_seed(11)
+    model = HydroConvLSTM(CFG)
+    x, s, basins = torch.randn(1, 6, 3, 8, 8), torch.randn(2, 8, 8), _basins(2, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, s, basins)
+    h, c = out["state"][-1]
+    assert h.dtype == torch.bfloat16 and c.dtype == torch.float32
+    assert torch.isfinite(out["q"].float()).all()
+    ref = model(x, s, basins)["q"]
+    assert (out["q"].float() - ref).abs().max() < 0.1  # bf16 is close to float32

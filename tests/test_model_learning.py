@@ -52,7 +52,6 @@ def test_overfits_a_tiny_task():
         return (nse_star_loss(out["q"][:, warmup:], q_obs[:, warmup:], 1.0)
                 + ((out["maps"][:, warmup:] - maps_obs[:, warmup:]) ** 2).mean() * 0.01)
 
-    start = time.perf_counter()
     first = loss_fn().item()
     for _ in range(300):
         opt.zero_grad()
@@ -60,8 +59,8 @@ def test_overfits_a_tiny_task():
         loss.backward()
         opt.step()
     final = loss_fn().item()
+    print(f"overfit: loss {first:.3f} -> {final:.4f}")
     assert final < 0.05 * first, (first, final)
-    assert time.perf_counter() - start < 30
 
 
 def _rain_location_data(n_seq: int, t: int, gen: torch.Generator):

@@ -14,18 +14,21 @@ so the cell remembers by default at the start of training: catchments have long 
 
 Speed (CPU, eager)
 ------------------
-A training step is ~80 % convolution, already near the matmul peak, so the savings are in what
-surrounds it (measured by ``benchmarks/train.py``):
+A training step is ~85 % convolution (oneDNN, near the machine's matmul peak), so the savings
+are in what surrounds it (measured by ``benchmarks/train.py`` against a textbook ConvLSTM):
 
+* the sequence is ``unbind``-ed once and per-step tensors stay in lists. Indexing ``x[:, t]`` on
+  a stacked (B, T, ...) tensor, as textbook ConvLSTMs do between layers, costs O(T^2): each
+  index's backward allocates and zero-fills a gradient the size of the whole sequence;
 * the first step from a zero state convolves only the input part of the fused kernel
-  (``W_h @ 0 == 0``), so no convolution is spent on zeros and no zero tensors are allocated;
-* one ``sigmoid`` for the three gates, ``addcmul`` for the cell update;
-* per-step tensors are kept in lists (no strided ``[:, t]`` copies, no intermediate ``stack``
-  between layers); only the top layer's hidden maps are stacked once, for the heads.
+  (``W_h @ 0 == 0``): no convolution spent on zeros, no zero tensors allocated;
+* one ``sigmoid`` for the three gates, ``addcmul`` for the cell update, ``split``/``chunk``
+  instead of slices (a slice's backward also zero-fills a full-size gradient).
 
-Tried and rejected on a 2-core CPU: ``channels_last`` (faster forward convolution but slower
-backward and gate arithmetic: slower overall) and convolving the inputs of all time steps at once
-(the large backward convolution is slower than ``T`` small ones in oneDNN). Dtypes are never
+Tried and rejected on a 2-core CPU: ``channels_last`` (faster forward convolution, slower
+backward and gate arithmetic: slower overall); convolving the inputs of all days at once (the
+big backward convolution is slower than ``T`` small ones in oneDNN); ``torch.compile`` of the
+gate arithmetic (no measurable gain, ~15 s compile). Dtypes are never
 hard-coded, so ``torch.autocast`` (bf16 on a GPU) applies.
 """
 
@@ -45,9 +48,11 @@ def lstm_gates(z: torch.Tensor, c: torch.Tensor | None) -> State:
     bf16/fp16) the cell state is kept in float32, since it accumulates over the whole window,
     and ``h`` is returned in ``z``'s dtype; in float32 nothing is converted."""
     hidden = z.shape[1] // 4
-    ifo = torch.sigmoid(z[:, :3 * hidden])
-    g = torch.tanh(z[:, 3 * hidden:])
-    i, f, o = ifo[:, :hidden], ifo[:, hidden:2 * hidden], ifo[:, 2 * hidden:]
+    # split/chunk rather than slicing: their backward is one cat, where each slice's backward
+    # would allocate and zero-fill a full-size gradient.
+    z_ifo, z_g = z.split([3 * hidden, hidden], dim=1)
+    i, f, o = torch.sigmoid(z_ifo).chunk(3, dim=1)
+    g = torch.tanh(z_g)
     ig = i * g
     if c is None:
         c_new = ig.float() if ig.dtype in (torch.bfloat16, torch.float16) else ig

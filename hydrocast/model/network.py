@@ -13,9 +13,11 @@ Shapes (``B`` windows, ``T`` days, ``N`` basins, ``L`` lead days, ``M`` forecast
         "q":      (B, T, N, L)     normalised discharge; q[:, t, :, l] is the forecast issued with
                                    data up to and including day t, for day t + l + 1
         "maps":   (B, T, L, M, H, W) forecast maps (normalised), same time convention
-        "runoff": (B, T, L, H, W)  runoff-generation map (>= 0, arbitrary units): where the basin
-                                   head finds the runoff that reaches an outlet at lead l; mask it
-                                   with a basin (``basin_ch[n, 0]``) for that basin's map
+        "runoff": (B, T, L, H, W)  runoff-generation map (>= 0, arbitrary units): the mean of the
+                                   J non-negative generation maps the basin head routes to the
+                                   outlets for lead l, i.e. where it sees runoff being generated;
+                                   the same for every basin: multiply by ``basin_ch[n, 0]`` for
+                                   basin n's map
         "state":  list of (h, c)   the core's final state, to continue a stateful run
     }
 

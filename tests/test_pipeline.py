@@ -1,0 +1,317 @@
+"""End to end on the bundled sample_data/, through the CLI: ingest (rerun, corrupt file), train
+(artefact, resume), predict (gauged, ungauged, errors), evaluate. One ingest and one small
+training run are shared by the whole module (session fixtures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from hydrocast.cli import app
+from hydrocast.netcdf import check_cf
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_data"
+
+FAST_TRAIN = """
+[train]
+model_dir = "{model}"
+train_period = ["2015-01-01", "2016-12-31"]
+validation_period = ["2017-01-01", "2017-06-30"]
+test_period = ["2020-01-01", "2020-12-31"]
+lead_days = 3
+warmup_days = 20
+window_days = 80
+hidden = 8
+epochs = 2
+batch_size = 4
+"""
+
+
+def project_config(tmp: Path, cube: Path, model: Path, extra_imerg: Path | None = None) -> Path:
+    """The sample's hydrocast.toml with absolute data paths, the given cube and a fast [train]."""
+    text = (SAMPLE / "hydrocast.toml").read_text()
+    head = text.split("[train]")[0]
+    for rel in ("raw/imerg", "raw/esacci", "raw/dem", "basins/", "discharge/"):
+        head = head.replace(f'"{rel}', f'"{SAMPLE}/{rel}')
+    head = head.replace('path = "../work/sample/cube.nc"', f'path = "{cube}"')
+    if extra_imerg is not None:
+        head = head.replace(f'"{SAMPLE}/raw/imerg/*.nc4"]', f'"{SAMPLE}/raw/imerg/*.nc4", "{extra_imerg}/*.nc4"]')
+    cfg = tmp / "hydrocast.toml"
+    cfg.write_text(head + FAST_TRAIN.format(model=model))
+    return cfg
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("pipeline")
+
+
+@pytest.fixture(scope="module")
+def cube(work) -> Path:
+    cfg = project_config(work, work / "cube.nc", work / "model")
+    res = invoke("ingest", "--config", str(cfg), "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["days_added"] == 2192 and out["rejected"] == []
+    return work / "cube.nc"
+
+
+@pytest.fixture(scope="module")
+def trained(work, cube) -> Path:
+    cfg = work / "hydrocast.toml"
+    res = invoke("train", "--config", str(cfg), "--quiet", "--json", "--seed", "1")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["epochs_run"] == 2 and np.isfinite(summary["validation_nse_median"])
+    return work / "model"
+
+
+# -- ingest ------------------------------------------------------------------------------------
+
+def test_sample_ingest_rerun_and_corrupt_file(work, cube):
+    with xr.open_dataset(cube) as ds:
+        assert ds.sizes == {"time": 2192, "y": 32, "x": 32, "nv": 2}
+        before = ds["precipitation"].values.copy()
+        assert np.isfinite(before).mean() > 0.99
+        prov = [str(p) for p in ds["precipitation_source"].values]
+        assert prov[-1].startswith("early 3B-DAY-E.")  # only the Early run exists for the last days
+        assert "(+47 files)" in prov[13]  # 2015-01-14 came from 48 half-hourly files
+    stamp = cube.stat().st_mtime_ns
+    cfg = work / "hydrocast.toml"
+    res = invoke("ingest", "--config", str(cfg), "--quiet", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["changed"] is False
+    assert cube.stat().st_mtime_ns == stamp
+
+    # a corrupt file (an HTML error page under a granule's name) for a new day
+    bad = work / "incoming"
+    bad.mkdir()
+    (bad / "3B-DAY.MS.MRG.3IMERG.20210101-S000000-E235959.V07B.nc4").write_text("<html><body>503</body></html>")
+    cfg2 = project_config(work / "incoming", cube, work / "model", extra_imerg=bad)
+    res = invoke("ingest", "--config", str(cfg2), "--quiet", "--json")
+    assert res.exit_code == 65
+    assert "HTML" in res.stderr and "20210101" in res.stderr
+    with xr.open_dataset(cube) as ds:
+        np.testing.assert_array_equal(ds["precipitation"].values[:2192], before)
+
+
+# -- train -------------------------------------------------------------------------------------
+
+def test_artefact_contents_and_no_pickle(trained):
+    meta = json.loads((trained / "model.json").read_text())
+    assert meta["format"] == "hydrocast-model" and meta["lead_days"] == 3
+    assert [b["id"] for b in meta["basins"]] == ["PT01", "PT02", "PT03", "PT04", "PT05", "PT06"]
+    assert set(meta["inputs"]["dynamic"]) == {"precipitation", "soil_moisture"}
+    # normalisation from the training period only: recompute the precipitation mean independently
+    with xr.open_dataset(trained.parent / "cube.nc") as ds:
+        p = ds["precipitation"].sel(time=slice("2015-01-01", "2016-12-31")).values
+    p = np.log1p(p[np.isfinite(p)])
+    assert meta["inputs"]["stats"]["precipitation"]["mean"] == pytest.approx(p.mean(), rel=1e-6)
+    assert sorted(os.listdir(trained)) == ["model.json", "model.safetensors"]
+
+
+def forecast_files(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.suffix in (".nc", ".png"))
+
+
+def test_predict_gauged_cf_and_moved_artefact(work, trained, tmp_path):
+    cfg = work / "hydrocast.toml"
+    out = tmp_path / "fc"
+    res = invoke("predict", "--config", str(cfg), "--basin", "PT01", "--out", str(out), "--issue-date",
+                 "2020-06-30", "--json", "--quiet", "--plot")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    files = forecast_files(out)
+    assert len(files) == 4 and all("PT01_20200630_" in f.name for f in files)
+    hyd = next(f for f in files if f.name.endswith("_hydrograph.nc"))
+    maps = next(f for f in files if f.name.endswith("_maps.nc"))
+    ok, report = check_cf([hyd, maps])
+    assert ok, report[-2000:]
+    with xr.open_dataset(hyd) as ds:
+        q = ds["discharge"].values[0]
+        assert ds.attrs["featureType"] == "timeSeries"
+        assert [str(t)[:10] for t in ds["time"].values] == ["2020-07-01", "2020-07-02", "2020-07-03"]
+        assert (q >= 0).all() and np.isfinite(q).all()
+        assert np.isfinite(ds["last_observed_discharge"].values[0])
+    assert summary["basins"][0]["discharge_m3s"] == pytest.approx(q.tolist(), rel=1e-3)
+    with xr.open_dataset(maps) as ds:
+        assert ds["soil_moisture"].dims == ("lead_time", "y", "x")
+        assert ds["soil_moisture"].rio.crs.to_epsg() == 4326
+        assert 0.0 < float(ds["basin_fraction"].max()) <= 1.0
+
+    # the artefact moved elsewhere gives the same forecast
+    moved = tmp_path / "elsewhere" / "my-model"
+    shutil.copytree(trained, moved)
+    cfg2 = tmp_path / "moved.toml"
+    cfg2.write_text(cfg.read_text().replace(f'model_dir = "{trained}"', f'model_dir = "{moved}"'))
+    res2 = invoke("predict", "--config", str(cfg2), "--basin", "PT01", "--out", str(tmp_path / "fc2"),
+                  "--issue-date", "2020-06-30", "--json", "--quiet")
+    assert res2.exit_code == 0
+    assert json.loads(res2.stdout)["basins"][0]["discharge_m3s"] == summary["basins"][0]["discharge_m3s"]
+
+
+def test_predict_ungauged_basin(work, trained, tmp_path):
+    out = tmp_path / "fc"
+    res = invoke("predict", "--config", str(work / "hydrocast.toml"), "--basins",
+                 str(SAMPLE / "basins" / "ungauged.geojson"), "--basin", "all", "--out", str(out), "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert [b["id"] for b in summary["basins"]] == ["PT07", "PT08"]
+    assert all(not b["gauged"] and b["last_observed"] is None for b in summary["basins"])
+    assert summary["issue_date"] == "2020-12-31"  # the latest day the cube supports
+    hyd = sorted(out.glob("PT07_*_hydrograph.nc"))[0]
+    ok, report = check_cf(hyd)
+    assert ok, report[-2000:]
+    with xr.open_dataset(hyd) as ds:
+        assert np.isnan(ds["last_observed_discharge"].values[0])
+        assert (ds["discharge"].values >= 0).all()
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["--basin", "NOPE"], 67, "NOPE"),
+    (["--basin", "PT01", "--issue-date", "2015-01-05"], 75, "2015-01-05"),
+    (["--basin", "PT01", "--issue-date", "2031-01-01"], 75, "2031-01-01"),
+])
+def test_predict_errors_write_nothing(work, trained, tmp_path, args, code, needle):
+    out = tmp_path / "fc"
+    res = invoke("predict", "--config", str(work / "hydrocast.toml"), "--out", str(out), *args)
+    assert res.exit_code == code, res.output
+    assert needle in res.stderr and res.stderr.count("\n") == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_predict_refuses_cube_of_another_grid(work, trained, tmp_path):
+    from tests.test_ingest import make_project
+
+    small = make_project(tmp_path / "other")
+    assert invoke("ingest", "--config", str(small), "--quiet").exit_code == 0
+    cfg = small.parent / "x.toml"  # beside the small project: its relative paths stay valid
+    cfg.write_text(small.read_text() + FAST_TRAIN.format(model=trained))
+    res = invoke("predict", "--config", str(cfg), "--basin", "PT01", "--out", str(tmp_path / "fc"))
+    assert res.exit_code == 65 and "grid" in res.stderr
+
+
+def test_tampered_and_pickled_artefacts_are_refused(work, trained, tmp_path):
+    import pickle
+
+    cfg_text = (work / "hydrocast.toml").read_text()
+    for case in ("pickle", "truncated", "version"):
+        bad = tmp_path / case
+        shutil.copytree(trained, bad)
+        if case == "pickle":  # a pickle that would run code, renamed into the artefact
+            (bad / "model.safetensors").write_bytes(pickle.dumps({"x": os.system}))
+        elif case == "truncated":
+            data = (bad / "model.safetensors").read_bytes()
+            (bad / "model.safetensors").write_bytes(data[: len(data) // 2])
+        else:
+            meta = json.loads((bad / "model.json").read_text())
+            meta["format_version"] = 99
+            (bad / "model.json").write_text(json.dumps(meta))
+        cfg = tmp_path / f"{case}.toml"
+        cfg.write_text(cfg_text.replace(f'model_dir = "{trained}"', f'model_dir = "{bad}"'))
+        res = invoke("predict", "--config", str(cfg), "--basin", "PT01", "--out", str(tmp_path / f"fc-{case}"))
+        assert res.exit_code == 65, (case, res.output)
+        assert str(bad) in res.stderr
+
+
+def test_pickle_with_matching_checksum_is_still_refused(trained, tmp_path):
+    """Even with model.json's checksum updated, safetensors cannot carry a pickle."""
+    import hashlib
+    import pickle
+
+    from hydrocast import artefact
+    from hydrocast.errors import BadInputError
+
+    bad = tmp_path / "m"
+    shutil.copytree(trained, bad)
+    payload = pickle.dumps({"x": os.system})
+    (bad / "model.safetensors").write_bytes(payload)
+    meta = json.loads((bad / "model.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256(payload).hexdigest()
+    (bad / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BadInputError, match="safetensors"):
+        artefact.load(bad)
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+
+def test_evaluate_table_and_hindcast(work, trained, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "ev"
+    res = invoke("evaluate", "--config", str(work / "hydrocast.toml"), "--period", "2019-01-01:2019-03-31",
+                 "--out", str(out), "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    table = pd.read_csv(out / "metrics.csv", dtype={"basin": str})
+    assert set(table["model"]) == {"convlstm", "lumped_lstm", "persistence", "climatology"}
+    assert len(table) == 4 * 7 * 3  # models x (6 basins + median) x leads
+    conv = table[(table["model"] == "convlstm") & (table["lead_days"] == 1)]
+    med = conv[conv["basin"] == "median"]["nse"].item()
+    assert med == pytest.approx(np.nanmedian(conv[conv["basin"] != "median"]["nse"]), abs=1e-4)
+    assert summary["median"]["convlstm"]["1"]["nse"] == pytest.approx(med, abs=1e-3)
+    ok, report = check_cf(out / "hindcast.nc")
+    assert ok, report[-2000:]
+    with xr.open_dataset(out / "hindcast.nc") as ds:
+        assert ds.sizes["basin"] == 6 and ds.sizes["forecast_reference_time"] == 90
+        # persistence = the observation on the issue day: lead-1 persistence of day t+1 equals
+        # the lead-1 observation of day t
+        pers = ds["discharge_persistence"].sel(lead_time=1).values
+        obs = ds["discharge_observed"].sel(lead_time=1).values
+        np.testing.assert_allclose(pers[:, 1:], obs[:, :-1], equal_nan=True)
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+def test_killed_training_resumes_from_last_epoch(work, cube, tmp_path):
+    model = tmp_path / "model"
+    cfg = project_config(tmp_path, cube, model)
+    cfg.write_text(cfg.read_text().replace("epochs = 2", "epochs = 4"))
+    ckpt = tmp_path / ".model.checkpoint" / "model.json"
+    proc = subprocess.Popen([sys.executable, "-m", "hydrocast.cli", "train", "--config", str(cfg), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt.exists() and json.loads(ckpt.read_text())["state"]["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(ckpt.read_text())["state"]["epoch"]
+    assert 1 <= done < 4 and not (model / "model.json").exists()
+    res = invoke("train", "--config", str(cfg), "--resume", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["resumed_from_epoch"] == done
+    assert "resuming after epoch" in res.stderr
+    assert summary["epochs_run"] >= done
+    assert not ckpt.exists()
+
+
+def test_train_errors(work, cube, tmp_path):
+    cfg = project_config(tmp_path, cube, tmp_path / "m")
+    bad = cfg.read_text().replace('train_period = ["2015-01-01", "2016-12-31"]', 'train_period = ["2010-01-01", "2016-12-31"]')
+    cfg.write_text(bad)
+    res = invoke("train", "--config", str(cfg))
+    assert res.exit_code == 65 and "2010-01-01" in res.stderr and "outside the cube" in res.stderr
+    assert not (tmp_path / "m").exists()
+    cfg.write_text(bad.replace("2010-01-01", "2015-01-01").replace("[train]", '[train]\ninputs = ["snow"]'))
+    res = invoke("train", "--config", str(cfg))
+    assert res.exit_code == 65 and "snow" in res.stderr
