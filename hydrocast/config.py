@@ -28,6 +28,8 @@ SOURCE_KEYS: dict[str, dict[str, type | tuple]] = {
                 "resampling": str, "min_valid_fraction": float, "step": str, "time_label": str,
                 "nodata": float},
 }
+#: GDAL resampling methods a source may ask for (rasterio.enums.Resampling names).
+RESAMPLING = ("average", "bilinear", "nearest", "cubic", "max", "min", "med", "sum", "mode")
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -204,8 +206,6 @@ def _period(value: list[dt.date] | None, where: str) -> None:
 
 
 def _sources(tables: Any, where: str) -> list[SourceConfig]:
-    from .regrid import RESAMPLING
-
     if not isinstance(tables, list):
         raise ConfigError(f"{where}: `sources` must be an array of tables ([[sources]])")
     out, names = [], set()

@@ -18,10 +18,10 @@ import numpy as np
 import xarray as xr
 from affine import Affine
 
+from .config import RESAMPLING
 from .errors import BadInputError
 from .grid import GridSpec
 
-RESAMPLING = ("average", "bilinear", "nearest", "cubic", "max", "min", "med", "sum", "mode")
 
 
 def source_transform(da: xr.DataArray) -> tuple[Affine, bool, bool]:
