@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -86,13 +85,20 @@ hidden = 16
     return root / "hydrocast.toml"
 
 
-def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd`` in a fresh process; its peak RSS (MB) and wall time (s)."""
-    probe = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); " \
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+def peak_rss_mb(args: list[str]) -> tuple[float, float]:
+    """Run ``hydrocast <args>`` in a fresh process; its own peak RSS (MB) and wall time (s).
+
+    The peak is read by the child itself (RUSAGE_SELF at exit): RUSAGE_CHILDREN in a parent
+    also counts the parent's own high-water mark inherited through vfork before exec."""
+    probe = ("import resource, runpy, sys\n"
+             "sys.argv = ['hydrocast'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('hydrocast.cli', run_name='__main__')\n"
+             "except SystemExit as e:\n    assert not e.code, e.code\n"
+             "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
     t = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip()) / 1024, time.monotonic() - t
+    out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True)
+    peak = next(int(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("PEAK"))
+    return peak / 1024, time.monotonic() - t
 
 
 def main() -> None:
@@ -100,14 +106,13 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="grid cells per side")
     ap.add_argument("--train-years", type=int, default=1, help="training period length (same for both records)")
     args = ap.parse_args()
-    hc = [sys.executable, "-m", "hydrocast.cli"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for years in (2, 8):
             cfg = make_project(Path(tmp) / f"y{years}", years, args.size, args.train_years)
             cube_mb = (cfg.parent / "cube.nc").stat().st_size / 1e6
             raw_mb = years * 365 * args.size * args.size * 4 * 2 / 1e6
-            rss, wall = peak_rss_mb([*hc, "train", "--config", str(cfg), "--quiet", "--device", "cpu"])
+            rss, wall = peak_rss_mb(["train", "--config", str(cfg), "--quiet", "--device", "cpu"])
             rows.append((years, rss, wall, cube_mb, raw_mb))
     print(f"grid {args.size}x{args.size}, training period {args.train_years} year(s), 1 epoch, CPU")
     print(f"{'record':>8} {'peak RSS MB':>12} {'wall s':>8} {'cube on disk MB':>16} {'record in memory MB':>20}")
