@@ -81,12 +81,12 @@ class TrainConfig:
     lead_days: int = 3
     inputs: list[str] | None = None
     warmup_days: int = 30
-    window_days: int = 120
+    window_days: int = 90
     hidden: int = 16
     depth: int = 1
     kernel: int = 3
     epochs: int = 30
-    batch_size: int = 4
+    batch_size: int = 2
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
     patience: int = 8
