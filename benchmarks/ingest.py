@@ -244,12 +244,16 @@ def phase_timers():
                 calls[name] += 1
         return wrapper
 
-    saved = (hi.get_reader, hi.plan_source, hi.read_day_chunk, hi.read_index, hr.regrid_array, hi.CubeWriter)
-    orig_get_reader, _, _, _, _, orig_writer = saved
+    saved = (hi.get_reader, hi.get_array_reader, hi.plan_source, hi.read_day_chunk, hi.read_index,
+             hr.regrid_array, hi.CubeWriter)
+    orig_get_reader, orig_get_array_reader, _, _, _, _, orig_writer = saved
 
     def get_reader(kind):
         scan, read = orig_get_reader(kind)
         return timed("scan (open file, name + header)", scan), timed("read (open, clip, mask, DataArray)", read)
+
+    def get_array_reader(kind):
+        return timed("read (open, clip, mask, DataArray)", orig_get_array_reader(kind))
 
     class Writer(orig_writer):
         __init__ = timed("write: create cube", orig_writer.__init__)
@@ -257,6 +261,7 @@ def phase_timers():
         commit = timed("write: close + fsync + rename", orig_writer.commit)
 
     hi.get_reader = get_reader
+    hi.get_array_reader = get_array_reader
     hi.plan_source = timed("plan (scan + choose files)", hi.plan_source)
     hi.read_day_chunk = timed("read_day_chunk (read + aggregate + regrid)", hi.read_day_chunk)
     hi.read_index = timed("re-read cube index (summary)", hi.read_index)
@@ -265,7 +270,8 @@ def phase_timers():
     try:
         yield total, calls
     finally:
-        hi.get_reader, hi.plan_source, hi.read_day_chunk, hi.read_index, hr.regrid_array, hi.CubeWriter = saved
+        (hi.get_reader, hi.get_array_reader, hi.plan_source, hi.read_day_chunk, hi.read_index,
+         hr.regrid_array, hi.CubeWriter) = saved
 
 
 def _cli_command() -> list[str]:

@@ -3,15 +3,17 @@
 The run, step by step:
 
 1. Take the cube's lock (a second concurrent run exits 75 at once).
-2. Scan every source's files (names and headers only) and pick, for each day, the best file set:
-   the best IMERG run available (Final > Late > Early; a worse run never replaces a better one),
-   and within a run a daily file before half-hourly ones. A day whose file set is the one already
-   recorded in the cube's provenance is skipped, so a rerun with nothing new writes nothing.
+2. Scan every source's files (names and file signatures, not contents) and pick, for each day,
+   the best file set: the best IMERG run available (Final > Late > Early; a worse run never
+   replaces a better one), and within a run a daily file before half-hourly ones. A day whose
+   file set is the one already recorded in the cube's provenance is skipped, so a rerun with
+   nothing new opens no data file and writes nothing.
 3. Read the chosen files in chunks of ``[cube] chunk_days`` days (memory stays flat however long
    the record), clipped to the region before anything is loaded; sub-daily values become daily
    means of the rates (= daily totals for precipitation in mm/day). A cell (or a whole day) with
    fewer than ``min_valid_fraction`` (default 0.9) of its sub-daily steps is left missing rather
-   than under-counted.
+   than under-counted. A file that fails only when read (a header contradicting its name, ...) is
+   rejected and its day planned again from the other files, as if the scan had rejected it.
 4. Regrid onto the grid (:mod:`hydrocast.regrid`) and write a complete new cube beside the old
    one, then replace it atomically.
 
@@ -26,8 +28,10 @@ import glob
 import hashlib
 import json
 import math
+import os
+import stat
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +41,7 @@ from .config import Config, SourceConfig
 from .cube import QUANTITY_ATTRS, CubeIndex, CubeWriter, read_index
 from .errors import BadInputError, BusyError, MissingInputError
 from .grid import GridSpec
-from .sources import RUN_RANK, FileInfo, get_reader
+from .sources import RUN_RANK, FileInfo, get_array_reader, get_reader
 
 STEP_PRIORITY = {"1D": 2, "30min": 1}  # within one run, a daily file beats half-hourly ones
 
@@ -56,6 +60,10 @@ class DayPlan:
     step: str
     signature: str
     note: str = ""  # non-empty: the day is recorded as missing for this reason
+    # set by plan_source, for read_day_chunk's fallback when planned files turn out unreadable:
+    candidates: tuple = field(default=(), repr=False, compare=False)  # every FileInfo scanned for the day
+    old: tuple | None = None  # (old cube path, index, provenance) when the old cube holds the day
+    replaces: bool = False  # replaces data in the old cube (counted in days_replaced once written)
 
     def provenance(self, rejected: list[str] = ()) -> str:
         if self.note:
@@ -93,15 +101,28 @@ class IngestResult:
 # -- planning -----------------------------------------------------------------------------------
 
 def expand_paths(cfg: Config, source: SourceConfig) -> list[Path]:
-    """The files a source's ``paths`` globs match (sorted, duplicates removed)."""
+    """The files a source's ``paths`` globs match (sorted, duplicates removed), as resolved
+    absolute paths (a symbolic link stands for the file it points to)."""
     seen, out = set(), []
+    folders: dict[str, str] = {}
     for pattern in source.paths:
         full = str(cfg.resolve(pattern))
         for p in sorted(glob.glob(full, recursive=True)):
-            rp = Path(p).resolve()
-            if rp.is_file() and rp not in seen:
+            # Path.resolve() per file costs an lstat per path component: resolve each folder once
+            head, name = os.path.split(p)
+            if head not in folders:
+                folders[head] = os.path.realpath(head)
+            rp = os.path.join(folders[head], name)
+            try:
+                st = os.lstat(rp)
+                if stat.S_ISLNK(st.st_mode):
+                    rp = os.path.realpath(rp)
+                    st = os.stat(rp)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and rp not in seen:
                 seen.add(rp)
-                out.append(rp)
+                out.append(Path(rp))
     return out
 
 
@@ -149,9 +170,26 @@ def choose_files(day, infos: list[FileInfo], min_fraction: float) -> DayPlan:
     return DayPlan(day, [], "", "", _signature(all_paths), note="; ".join(incomplete) or "no usable files")
 
 
+def _against_old(plan: DayPlan, text: str | None) -> str:
+    """What ``plan`` means for a day whose provenance in the old cube is ``text`` (None or "" when
+    the cube has nothing for it): "same" (the cube already holds this file set), "keep" (the cube
+    holds a better run: never replaced by a worse one), "replace" (it replaces data) or "new"."""
+    if not text:
+        return "new"
+    old_run, old_sig = _parse_provenance(text)
+    if old_sig == plan.signature:
+        return "same"
+    if text.startswith("missing:"):
+        return "new"
+    return "keep" if RUN_RANK.get(old_run, 0) > RUN_RANK.get(plan.run, 0) else "replace"
+
+
 def plan_source(cfg: Config, source: SourceConfig, old: CubeIndex | None,
                 rejected: list[Rejection]) -> tuple[list[DayPlan], int]:
-    """Days of ``source`` to (re)read, and how many of them replace days already in the cube."""
+    """Days of ``source`` to (re)read, and how many of them replace days already in the cube.
+
+    Plans from names and file signatures only (the readers' ``scan``): a rerun with nothing new
+    opens no data file."""
     scan, _ = get_reader(source.kind)
     opts = source.as_options()
     files = expand_paths(cfg, source)
@@ -175,17 +213,17 @@ def plan_source(cfg: Config, source: SourceConfig, old: CubeIndex | None,
     plans, replaced = [], 0
     for day in sorted(per_day):
         plan = choose_files(day, per_day[day], min_fraction)
-        if day in old_days and old_prov:
-            text = old_prov[old_days[day]]
-            old_run, old_sig = _parse_provenance(text)
-            if old_sig == plan.signature:
-                for part in text.split(" | rejected: ")[1:]:  # report still-bad files again, without rewriting
-                    rejected.append(Rejection(part.split(" sig=")[0], part.split(" sig=")[0]))
-                continue
-            if text and not text.startswith("missing:") and RUN_RANK.get(old_run, 0) > RUN_RANK.get(plan.run, 0):
-                continue  # never replace a better run by a worse one
-            if text and not text.startswith("missing:"):
-                replaced += 1
+        text = old_prov[old_days[day]] if day in old_days and old_prov else None
+        verdict = _against_old(plan, text)
+        if verdict == "same":
+            for part in text.split(" | rejected: ")[1:]:  # report still-bad files again, without rewriting
+                rejected.append(Rejection(part.split(" sig=")[0], part.split(" sig=")[0]))
+            continue
+        if verdict == "keep":
+            continue  # never replace a better run by a worse one
+        plan.candidates, plan.replaces = tuple(per_day[day]), verdict == "replace"
+        plan.old = (old.path, old_days[day], text) if text else None
+        replaced += plan.replaces
         plans.append(plan)
     return plans, replaced
 
@@ -212,74 +250,134 @@ def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, b
                    rejected: list[Rejection]) -> tuple[np.ndarray, list[str], dict]:
     """Read, aggregate to days and regrid the files of ``plans``; returns (n, H, W), provenance.
 
-    Works on plain arrays after reading (xarray operations per day would cost more than the
-    reading of a small regional granule)."""
+    Works on plain arrays (the readers' ``read_arrays``: an xarray object per small regional
+    granule, or xarray operations per day, would cost more than reading the granule).
+
+    ``scan`` looks at names and signatures only, so a planned file can still fail to read (a
+    header that contradicts its name, a missing variable, ...). It is rejected, and the day is
+    planned again from its other files, as if the scan had rejected it. Where that leaves what
+    the old cube already holds, a worse run than it, or nothing while it holds data, the old
+    day is kept (nothing in the cube is lost to a bad new file), its provenance noting the
+    rejected file with the signature of the plan, so that reruns skip the day and report the
+    file again until it changes."""
     from .regrid import regrid_array
 
-    _, read = get_reader(source.kind)
+    read_arrays = get_array_reader(source.kind)
     opts = source.as_options()
     resampling = source.options.get("resampling", "average")
     min_fraction = source.options.get("min_valid_fraction", 0.9)
     out = np.full((len(plans), grid.height, grid.width), np.nan, dtype="float32")
     prov: list[str] = []
-    cache: dict[Path, tuple | None] = {}
+    cache: dict[Path, object] = {}
     units: dict = {}
-    groups: dict[tuple, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    failed: set[Path] = set()
+
+    def load(path: Path):
+        if path not in cache:
+            try:
+                arrays = read_arrays(path, opts, bbox)
+                if arrays.times is None:
+                    raise BadInputError(f"{path}: holds a static field (no time axis); this source needs dated values")
+                cache[path] = arrays
+            except BadInputError as exc:
+                cache[path] = None
+                rejected.append(Rejection(str(path), str(exc)))
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:  # a reader bug must not lose the run
+                cache[path] = None
+                rejected.append(Rejection(str(path), f"{path}: unreadable ({type(exc).__name__}: {exc})"))
+            if cache[path] is None:
+                failed.add(path)
+        return cache[path]
+
+    def keep_old(i: int, plan: DayPlan, bad: list[str]) -> str:
+        import netCDF4
+
+        cube, index, text = plan.old
+        with netCDF4.Dataset(cube) as ds:
+            out[i] = np.ma.filled(ds.variables[source.name][index], np.nan)
+        plan.replaces = False
+        kept = text.split(" | rejected: ")[0].rsplit(" sig=", 1)[0]
+        return kept + "".join(f" | rejected: {r}" for r in bad) + f" sig={plan.signature}"
+
+    # read: per day, the steps that fall inside it, grouped by source grid
+    groups: dict[tuple, list[tuple[int, np.ndarray, int]]] = defaultdict(list)
+    geos: dict[tuple, tuple] = {}
     one_day = np.timedelta64(1, "D")
     for i, plan in enumerate(plans):
-        bad: list[str] = []
-        pieces, times = [], []
-        geo = None
-        for path in plan.files:
-            if path not in cache:
-                try:
-                    da = read(path, opts, bbox)
-                    cache[path] = (np.asarray(da.values, dtype="float32"), da["time"].values, da["x"].values,
-                                   da["y"].values, da.rio.crs, da.attrs.get("units"))
-                except BadInputError as exc:
-                    cache[path] = None
-                    rejected.append(Rejection(str(path), str(exc)))
-                except (OSError, ValueError, KeyError, RuntimeError) as exc:  # a reader bug must not lose the run
-                    cache[path] = None
-                    rejected.append(Rejection(str(path), f"{path}: unreadable ({type(exc).__name__}: {exc})"))
-            item = cache[path]
-            if item is None:
-                bad.append(path.name)
-                continue
-            values, t, x, y, crs, unit = item
-            units.setdefault("units", unit)
-            start = plan.day.astype("datetime64[ns]")
-            sel = (t >= start) & (t < start + one_day)
-            if sel.any():
-                pieces.append(values[sel])
-                times.append(t[sel])
-                geo = (x, y, crs)
         if plan.note:
-            prov.append(plan.provenance(bad))
+            prov.append(plan.provenance())
             continue
-        if not pieces:
-            prov.append(DayPlan(plan.day, [], "", "", plan.signature, note="no readable file").provenance(bad))
+        start = plan.day.astype("datetime64[ns]")
+        old_data = plan.old is not None and not plan.old[2].startswith("missing:")
+        attempt, bad, kept = plan, [], False
+        while True:
+            pieces, times, geo, n_bad = [], [], None, len(bad)
+            for path in attempt.files:
+                item = load(path)
+                if item is None:
+                    bad.append(path.name)
+                    continue
+                units.setdefault("units", item.units)
+                sel = (item.times >= start) & (item.times < start + one_day)
+                if sel.all():
+                    pieces.append(item.values)
+                    times.append(item.times)
+                    geo = (item.x, item.y, item.crs)
+                elif sel.any():
+                    pieces.append(item.values[sel])
+                    times.append(item.times[sel])
+                    geo = (item.x, item.y, item.crs)
+            expected = steps_per_day(attempt.step) if attempt.step not in ("", "static") else 1
+            need = math.ceil(min_fraction * expected)
+            if len(times) == 1 and times[0].size == 1:
+                n_steps = 1
+            else:
+                n_steps = len(np.unique(np.concatenate(times))) if times else 0
+            if pieces and n_steps >= need:
+                text = replace(attempt, signature=plan.signature).provenance(bad)
+                break
+            note = f"{n_steps}/{expected} steps readable" if pieces else "no readable file"
+            text = replace(plan, files=[], run="", step="", note=note).provenance(bad)
+            if len(bad) == n_bad:
+                break  # nothing new was unreadable: the day is short of steps, as planned
+            # plan the day again without the unreadable files, as plan_source would have
+            remaining = [fi for fi in plan.candidates if fi.path not in failed]
+            if not remaining:
+                if old_data:
+                    text, kept = keep_old(i, plan, bad), True
+                break
+            attempt = choose_files(plan.day, remaining, min_fraction)
+            if _against_old(attempt, plan.old[2] if plan.old else None) in ("same", "keep"):
+                text, kept = keep_old(i, plan, bad), True
+                break
+            if attempt.note:
+                text = replace(attempt, signature=plan.signature).provenance(bad)
+                break
+        prov.append(text)
+        if kept or text.startswith("missing:"):
             continue
         stack = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-        expected = steps_per_day(plan.step) if plan.step not in ("", "static") else 1
-        n_steps = len(np.unique(np.concatenate(times)))
-        need = math.ceil(min_fraction * expected)
-        if n_steps < need:
-            prov.append(DayPlan(plan.day, [], "", "", plan.signature,
-                                note=f"{n_steps}/{expected} steps readable").provenance(bad))
-            continue
-        valid = np.isfinite(stack).sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            day_mean = np.where(valid >= need, np.nansum(stack, axis=0) / np.maximum(valid, 1), np.nan)
         x, y, crs = geo
         key = (x.tobytes(), y.tobytes(), str(crs))
-        groups[key].append((i, day_mean.astype("float32"), geo))
-        prov.append(plan.provenance(bad))
-    # one warp per source grid: all days read from same-shaped files are regridded together
-    for items in groups.values():
+        geos.setdefault(key, geo)
+        groups[key].append((i, stack, need))
+
+    # daily means (of rates: = daily totals for mm/day) and one warp per source grid: all days
+    # read from same-shaped files are averaged and regridded together
+    for key, items in groups.items():
         idx = [i for i, _, _ in items]
-        x, y, crs = items[0][2]
-        out[idx] = regrid_array(np.stack([a for _, a, _ in items]), x, y, crs, grid, resampling, source.name)
+        means = np.empty((len(items),) + items[0][1].shape[1:], dtype="float32")
+        single = [j for j, (_, stack, need) in enumerate(items) if stack.shape[0] == 1 and need == 1]
+        if single:  # one value for the day (a daily file): the mean is the value, NaN where missing
+            vals = np.concatenate([items[j][1] for j in single])
+            means[single] = np.where(np.isfinite(vals), vals, np.float32(np.nan))
+        for j in sorted(set(range(len(items))) - set(single)):
+            _, stack, need = items[j]
+            valid = np.isfinite(stack).sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means[j] = np.where(valid >= need, np.nansum(stack, axis=0) / np.maximum(valid, 1), np.nan)
+        x, y, crs = geos[key]
+        out[idx] = regrid_array(means, x, y, crs, grid, resampling, source.name)
     return out, prov, units
 
 
@@ -322,8 +420,7 @@ def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
 
     plans: dict[str, list[DayPlan]] = {}
     for source in dynamic:
-        plans[source.name], replaced = plan_source(cfg, source, old, rejected)
-        result.days_replaced += replaced
+        plans[source.name], _ = plan_source(cfg, source, old, rejected)
 
     # static layers: recomputed only when the DEM file (or the grid) changed
     static_layers: dict[str, tuple[np.ndarray, dict]] | None = None
@@ -390,6 +487,7 @@ def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
                 chunk = source_plans[a:a + cfg.cube.chunk_days]
                 data, prov, units = read_day_chunk(source, chunk, grid, bbox, rejected)
                 writer.write_days(source.name, [p.day for p in chunk], data, prov)
+                result.days_replaced += sum(p.replaces for p in chunk)  # (a day kept after all is not)
                 if progress:
                     progress("advance", len(chunk))
             log(f"{source.name}: {len(source_plans)} day(s) read")

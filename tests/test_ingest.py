@@ -274,6 +274,65 @@ def test_strict_writes_nothing(tmp_path):
     assert not [p for p in cube.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_file_failing_only_when_read_keeps_the_old_day(tmp_path):
+    """scan reads names and signatures only, so a Final file whose header contradicts its name
+    is rejected when it is read: --strict writes nothing, otherwise the Early day already in the
+    cube stays (as when scan itself rejected such a file) and reruns report the file again
+    without rewriting the cube."""
+    cfg = make_project(tmp_path, days=DAYS[:2], run="early")
+    assert ingest(cfg).exit_code == 0
+    cube = cube_path(cfg)
+    with xr.open_dataset(cube) as ds:
+        early = ds["precipitation"].values.copy()
+        early_prov = str(ds["precipitation_source"].values[1])
+    sd.write_imerg_day(tmp_path / "raw/imerg" / sd.imerg_day_name(DAYS[2]), DAYS[2], rain(2), IM_LON, IM_LAT)
+    bad_path = tmp_path / "raw/imerg" / sd.imerg_day_name(DAYS[1], run="final")
+    sd.write_imerg_day(bad_path, DAYS[0], rain(1) * 2, IM_LON, IM_LAT)  # its header and time say DAYS[0]
+    before = cube.read_bytes()
+    res = ingest(cfg, "--strict")
+    assert res.exit_code == 65 and "nothing was written" in res.stderr and str(bad_path) in res.stderr
+    assert cube.read_bytes() == before
+    res = ingest(cfg)
+    assert res.exit_code == 65, res.output
+    out = json.loads(res.stdout)
+    assert [r["file"] for r in out["rejected"]] == [str(bad_path)]
+    assert out["rejected"][0]["error"].startswith(str(bad_path)) and "header says" in out["rejected"][0]["error"]
+    assert res.stderr.count("rejected:") == 1
+    assert out["days_added"] == 1 and out["days_replaced"] == 0
+    with xr.open_dataset(cube) as ds:
+        np.testing.assert_array_equal(ds["precipitation"].values[:2], early)  # the Early day is kept
+        prov = str(ds["precipitation_source"].values[1])
+        assert prov.startswith(early_prov.split(" sig=")[0]) and f"rejected: {bad_path.name}" in prov
+        assert np.isfinite(ds["precipitation"].sel(time=DAYS[2]).values).all()
+    mtime = cube.stat().st_mtime_ns
+    res = ingest(cfg)
+    out = json.loads(res.stdout)
+    assert res.exit_code == 65 and out["changed"] is False and cube.stat().st_mtime_ns == mtime
+    assert [Path(r["file"]).name for r in out["rejected"]] == [bad_path.name]
+
+
+def test_unreadable_daily_file_falls_back_to_half_hours(tmp_path):
+    """A daily file that fails when read leaves the day to the same run's half-hourly files, as
+    when scan rejected it."""
+    cfg = make_project(tmp_path, days=DAYS[:1])
+    bad_path = tmp_path / "raw/imerg" / sd.imerg_day_name(DAYS[1])
+    sd.write_imerg_day(bad_path, DAYS[0], rain(1), IM_LON, IM_LAT)  # header and time say DAYS[0]
+    rates = [rain(20 + k) / 24.0 for k in range(48)]  # mm/hr
+    for k in range(48):
+        sd.write_imerg_hhr(tmp_path / "raw/imerg" / sd.imerg_hhr_name(DAYS[1], k), DAYS[1], k, rates[k],
+                           IM_LON, IM_LAT)
+    res = ingest(cfg)
+    assert res.exit_code == 65, res.output
+    assert [r["file"] for r in json.loads(res.stdout)["rejected"]] == [str(bad_path)]
+    with xr.open_dataset(cube_path(cfg)) as ds:
+        prov = str(ds["precipitation_source"].sel(time=DAYS[1]).values)
+        assert prov.startswith("final 3B-HHR.") and "(+47 files)" in prov and f"rejected: {bad_path.name}" in prov
+        grid = GridSpec.from_bounds("EPSG:4326", REGION, 0.05)
+        got = float((ds["precipitation"].sel(time=DAYS[1]).values * grid.cell_area_m2()).sum())
+        day_total = sum(r * 0.5 for r in rates)
+        assert got == pytest.approx(area_weighted_total(day_total, IM_LAT, IM_LON, 0.1), rel=0.01)
+
+
 def test_second_concurrent_run_exits_75(project):
     from filelock import FileLock
 

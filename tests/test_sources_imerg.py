@@ -131,7 +131,9 @@ def test_real_scan(shared_data):
     info = imerg.scan(shared_data / HHR_DIR / V07, {})
     assert isinstance(info, FileInfo)
     assert info.days == (np.datetime64("2000-06-01"),) and info.step == "30min" and info.run == "final"
-    assert info.extra["version"] == "V07A" and info.extra["variable"] == "precipitation"
+    assert info.extra["version"] == "V07A"
+    # scan looks at the name and signature only; the variable is chosen when the file is read
+    assert imerg.read(shared_data / HHR_DIR / V07, {}, None).attrs["variable"] == "precipitation"
 
 
 def test_real_monthly_bbox_equals_independent_slice(shared_data):
@@ -255,8 +257,10 @@ def test_daily_time_variable_must_match_name(tmp_path):
     lon, lat, vals = small_grid()
     path = write_daily_nc4(tmp_path / "3B-DAY.MS.MRG.3IMERG.20230715-S000000-E235959.V07B.nc4",
                            lon, lat, vals, day="2023-07-16")
-    with pytest.raises(BadInputError, match="time variable says 2023-07-16"):
-        imerg.scan(path, {})
+    assert imerg.scan(path, {}).days == (np.datetime64("2023-07-15"),)  # scan reads the name only
+    with pytest.raises(BadInputError, match="time variable says 2023-07-16") as exc:
+        imerg.read(path, {}, None)
+    assert str(exc.value).startswith(str(path))
 
 
 @pytest.mark.parametrize("prefix, run", [("3B-HHR-E", "early"), ("3B-HHR-L", "late"), ("3B-HHR", "final")])
@@ -319,7 +323,7 @@ def test_missing_variable_lists_what_is_there(tmp_path):
     with pytest.raises(BadInputError, match=r"has no variable 'precipitation' \(found: randomError\)"):
         imerg.read(path, {}, None)
     with pytest.raises(BadInputError, match=r"has no variable 'probabilityLiquidPrecipitation'"):
-        imerg.scan(path, {"variable": "probabilityLiquidPrecipitation"})
+        imerg.read(path, {"variable": "probabilityLiquidPrecipitation"}, None)
 
 
 def test_html_empty_and_bad_names(tmp_path):

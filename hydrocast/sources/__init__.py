@@ -3,14 +3,24 @@
 The reader contract (every reader keeps it; ``tests/test_sources_*.py`` check it)
 ================================================================================
 
-Each reader module exposes two functions and is listed in :data:`READERS` by its config ``kind``:
+Each reader module exposes ``scan`` and ``read`` (and, for the kinds ingest reads day by day,
+``read_arrays``) and is listed in the registry (:func:`get_reader`, :func:`get_array_reader`) by
+its config ``kind``:
 
 ``scan(path, options) -> FileInfo``
-    Cheap: looks at the file name and, at most, the file's header. Says which days the file
-    covers, which run it belongs to and how fine its time step is, so that ingest can plan what to
-    read (and what is already in the cube) without reading any data. Bad files (empty, HTML saved
-    under a granule name, not HDF5/NetCDF/GeoTIFF, a name that does not parse) raise
-    :class:`~hydrocast.errors.BadInputError` with a message that starts with the path.
+    Cheap: says which days the file covers, which run it belongs to and how fine its time step
+    is, so that ingest can plan what to read (and what is already in the cube) without reading
+    any data. The IMERG, ESA CCI and dated-GeoTIFF scans look at the file name and the file's
+    first bytes only (its signature and, for HDF5, the superblock's end-of-file address against
+    the file's size): a daily rerun over years of files costs one 64-byte read per file. Where
+    the name cannot tell, a scan reads what it must from the header (the generic NetCDF scan
+    its time axis, the DEM scan its CRS). Bad files a scan can see (empty, HTML saved under a
+    granule name, not HDF5/NetCDF/GeoTIFF, a truncated HDF5 file, a name that does not parse)
+    raise :class:`~hydrocast.errors.BadInputError` with a message that starts with the path.
+    Content checks (a header or ``time`` variable that disagrees with the name, a missing
+    variable, corrupt contents) are ``read``'s: a file that passes ``scan`` and fails ``read`` is
+    rejected by ingest all the same (one line naming it; ``--strict`` aborts before the cube is
+    replaced), and its day is planned again from the day's other files.
 
 ``read(path, options, bbox) -> xarray.DataArray``
     Reads the data, clipped to ``bbox = (west, south, east, north)`` in EPSG:4326 degrees (or
@@ -35,15 +45,22 @@ Each reader module exposes two functions and is listed in :data:`READERS` by its
     Content errors (truncated file, missing variable, unknown units, file outside ``bbox``)
     raise BadInputError naming the file.
 
+``read_arrays(path, options, bbox) -> Arrays``
+    The same read without the DataArray: :class:`Arrays` holds exactly what ``read`` puts in its
+    DataArray (``read`` is ``to_dataarray(read_arrays(...))``). Ingest uses it: building an
+    xarray object per small regional granule only to take its arrays out again cost more than
+    reading the granule.
+
 ``options`` is the ``[[sources]]`` table of the config as a plain dict (``name``, ``kind``,
 ``paths`` and the kind's own keys, e.g. ``variable``, ``flag_mask``, ``crs``).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -68,14 +85,35 @@ class FileInfo:
     extra: dict = field(default_factory=dict, compare=False)
 
 
-def check_signature(path: Path, allowed: tuple[bytes, ...], what: str) -> None:
+class Arrays(NamedTuple):
+    """What ``read_arrays`` returns: the contract's DataArray as plain arrays (see the module doc)."""
+
+    values: np.ndarray  # float32, (time, y, x), or (y, x) for a static field
+    times: np.ndarray | None  # datetime64[ns] interval starts, one per values[i]; None when static
+    x: np.ndarray  # float64 cell centres
+    y: np.ndarray
+    crs: object  # "EPSG:4326", or a pyproj CRS (anything rasterio and rioxarray accept)
+    units: str
+    step: str
+    run: str
+    source_file: str
+    extra: dict  # further attrs (variable, version, original_units, ...)
+
+
+def check_signature(path: Path, allowed: tuple[bytes, ...], what: str) -> bytes:
     """Raise BadInputError unless ``path`` is a non-empty file starting with one of ``allowed``.
 
-    Catches the usual failed download: an HTML error page saved under the granule's name."""
-    path = Path(path)
+    Catches the usual failed download: an HTML error page saved under the granule's name.
+    An HDF5 file (``HDF5_SIGNATURE``) shorter than the end-of-file address in its superblock is
+    a truncated download and is rejected here too (the check HDF5 itself makes when it opens the
+    file). Returns the first bytes read."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(64)
+        fd = os.open(path, os.O_RDONLY)  # (plain os calls: a rerun checks thousands of files)
+        try:
+            head = os.read(fd, 64)
+            size = os.fstat(fd).st_size if head.startswith(HDF5_SIGNATURE) else 0
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise BadInputError(f"{path}: file does not exist") from None
     except OSError as exc:
@@ -87,26 +125,71 @@ def check_signature(path: Path, allowed: tuple[bytes, ...], what: str) -> None:
         if text.startswith((b"<!doctype html", b"<html", b"<?xml")):
             raise BadInputError(f"{path}: is an HTML/XML page, not {what} (a failed download?)")
         raise BadInputError(f"{path}: is not {what} (unexpected file signature {head[:8]!r})")
+    if head.startswith(HDF5_SIGNATURE):
+        stored = hdf5_stored_eof(head)
+        if stored is not None and size < stored:
+            raise BadInputError(f"{path}: truncated or corrupt HDF5 file (it has {size} bytes, its superblock "
+                                f"says {stored}: an interrupted download?)")
+    return head
 
 
-def _registry() -> dict[str, tuple[Callable, Callable]]:
-    from . import dem, esacci, generic, imerg
+def hdf5_stored_eof(head: bytes) -> int | None:
+    """The end-of-file address an HDF5 superblock at offset 0 records (``None`` when ``head``
+    does not hold one we can read: unknown version, base address not 0, undefined address).
 
-    return {
-        "imerg": (imerg.scan, imerg.read),
-        "esacci_sm": (esacci.scan, esacci.read),
-        "netcdf": (generic.scan_netcdf, generic.read_netcdf),
-        "geotiff": (generic.scan_geotiff, generic.read_geotiff),
-        "dem": (dem.scan, dem.read),
-    }
+    Layout (HDF5 file format spec, "Superblock"): versions 0 and 1 hold the sizes of offsets at
+    byte 13, then after 24 (v0) or 28 (v1) bytes the base address, the free-space address and
+    the end-of-file address; versions 2 and 3 hold the size of offsets at byte 9 and the base
+    address, the superblock-extension address and the end-of-file address from byte 12."""
+    if len(head) < 12 or not head.startswith(HDF5_SIGNATURE):
+        return None
+    version = head[8]
+    if version in (0, 1):
+        size, start = head[13], (24 if version == 0 else 28)
+    elif version in (2, 3):
+        size, start = head[9], 12
+    else:
+        return None
+    if size not in (2, 4, 8) or len(head) < start + 3 * size:
+        return None
+    base = int.from_bytes(head[start:start + size], "little")
+    eof = head[start + 2 * size:start + 3 * size]
+    if base != 0 or eof == b"\xff" * size:
+        return None
+    return int.from_bytes(eof, "little")
 
+
+#: kind -> (module, scan, read, read_arrays). Modules are imported when their kind is first used:
+#: a rerun over IMERG and ESA CCI files need not import xarray/rioxarray (the DEM reader does).
+_READERS = {
+    "imerg": ("imerg", "scan", "read", "read_arrays"),
+    "esacci_sm": ("esacci", "scan", "read", "read_arrays"),
+    "netcdf": ("generic", "scan_netcdf", "read_netcdf", "read_netcdf_arrays"),
+    "geotiff": ("generic", "scan_geotiff", "read_geotiff", "read_geotiff_arrays"),
+    "dem": ("dem", "scan", "read", None),  # static: read by ingest's static-layer step only
+}
 
 KINDS = ("imerg", "esacci_sm", "dem", "netcdf", "geotiff")
 
 
+def _entry(kind: str) -> tuple:
+    import importlib
+
+    if kind not in _READERS:
+        raise KeyError(kind)
+    module, *names = _READERS[kind]
+    mod = importlib.import_module(f".{module}", __name__)
+    return tuple(getattr(mod, n) if n else None for n in names)
+
+
 def get_reader(kind: str) -> tuple[Callable, Callable]:
     """``(scan, read)`` for a source kind (one of :data:`KINDS`)."""
-    reg = _registry()
-    if kind not in reg:
+    return _entry(kind)[:2]
+
+
+def get_array_reader(kind: str) -> Callable:
+    """``read_arrays`` for a dynamic source kind (``read`` without the DataArray; ingest's path)."""
+    read_arrays = _entry(kind)[2]
+    if read_arrays is None:
         raise KeyError(kind)
-    return reg[kind]
+    return read_arrays

@@ -1,8 +1,10 @@
 """Generic readers: any CF NetCDF variable, or a GeoTIFF per time step.
 
 This module also holds the small helpers the product readers (:mod:`.imerg`, :mod:`.esacci`)
-share: cutting a ``bbox`` out of 1-D coordinate vectors *before* reading, CF ``"<unit> since
-<date>"`` time parsing, the precipitation unit table and building the contract's DataArray.
+share: cutting a ``bbox`` out of 1-D coordinate vectors *before* reading (:func:`clip_lonlat`
+remembers the cut per coordinate vectors), CF ``"<unit> since <date>"`` time parsing, the
+precipitation unit table and building the contract's DataArray from a reader's
+:class:`~hydrocast.sources.Arrays` (:func:`to_dataarray`).
 
 Config keys (``[[sources]]`` table) understood here
 ---------------------------------------------------
@@ -45,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError, ConfigError
-from . import HDF5_SIGNATURE, NETCDF3_SIGNATURES, TIFF_SIGNATURES, FileInfo, check_signature
+from . import HDF5_SIGNATURE, NETCDF3_SIGNATURES, TIFF_SIGNATURES, Arrays, FileInfo, check_signature
 
 NETCDF_SIGNATURES = (HDF5_SIGNATURE, *NETCDF3_SIGNATURES)
 
@@ -133,6 +135,34 @@ def select_lonlat(path: Path, lon, lat, bbox, *, periodic_lon: bool = True,
     return xs, ys
 
 
+_CLIP_CACHE: dict[tuple, tuple | None] = {}
+
+
+def clip_lonlat(path: Path, lon_raw, lat_raw, bbox) -> tuple[AxisSelection, AxisSelection]:
+    """:func:`select_lonlat` on lon/lat vectors as stored (rounded to 1e-4°: float32 values are
+    179.94999 for 179.95), remembered per (vectors, bbox): every granule of a product repeats the
+    same vectors. The cached selections' coordinate arrays are read-only."""
+    lon_raw, lat_raw = np.asarray(lon_raw), np.asarray(lat_raw)
+    box = None if bbox is None else tuple(map(float, bbox))
+    key = (lon_raw.dtype.str, lon_raw.tobytes(), lat_raw.dtype.str, lat_raw.tobytes(), box)
+    hit = _CLIP_CACHE.get(key, False)
+    if hit is False:
+        lon = np.round(lon_raw.astype("float64").ravel(), 4)
+        lat = np.round(lat_raw.astype("float64").ravel(), 4)
+        try:
+            hit = select_lonlat(path, lon, lat, box)
+        except BadInputError:
+            hit = (lon, lat)  # outside the box: remembered too, the message is made per file below
+        for a in hit:
+            (a.coords if isinstance(a, AxisSelection) else a).flags.writeable = False
+        if len(_CLIP_CACHE) >= 64:
+            _CLIP_CACHE.pop(next(iter(_CLIP_CACHE)))
+        _CLIP_CACHE[key] = hit
+    if not isinstance(hit[0], AxisSelection):
+        select_lonlat(path, hit[0], hit[1], box)  # raises BadInputError naming this file
+    return hit
+
+
 def read_selection(getter, dims: tuple[str, ...], sel: dict[str, AxisSelection], x_dim: str) -> np.ndarray:
     """Read ``getter(index_tuple)`` for each index range of ``sel[x_dim]`` and join them along x.
 
@@ -172,7 +202,16 @@ def decode_time_values(values, units: str) -> np.ndarray:
     ``calendar = "julian"`` although they are plain elapsed seconds (no leap seconds), and for the
     standard/gregorian/proleptic calendars all dates after 1582 agree. Raises ValueError on units
     it cannot parse."""
-    m = re.match(r"\s*([A-Za-z]+)\s+since\s+(.+?)\s*$", str(units))
+    epoch, factor = _time_units(str(units))
+    v = np.asarray(values, dtype="float64") * factor
+    return epoch + np.round(v).astype("int64").astype("timedelta64[ns]")
+
+
+@functools.lru_cache(maxsize=256)
+def _time_units(units: str) -> tuple[np.datetime64, int]:
+    """(epoch as datetime64[ns], nanoseconds per unit) of ``"<unit> since <date>"`` (cached: every
+    granule of a product repeats the same string, and parsing it costs more than the rest)."""
+    m = re.match(r"\s*([A-Za-z]+)\s+since\s+(.+?)\s*$", units)
     if not m or m.group(1).lower() not in _TIME_UNIT_NS:
         raise ValueError(f"time units {units!r} are not '<unit> since <date>'")
     ref = re.sub(r"\s*(UTC|GMT|Z)$", "", m.group(2).strip(), flags=re.IGNORECASE)
@@ -180,9 +219,7 @@ def decode_time_values(values, units: str) -> np.ndarray:
     import pandas as pd
 
     epoch = np.datetime64(pd.Timestamp(ref).to_datetime64(), "ns")
-    factor = _TIME_UNIT_NS[m.group(1).lower()]
-    v = np.asarray(values, dtype="float64") * factor
-    return epoch + np.round(v).astype("int64").astype("timedelta64[ns]")
+    return epoch, _TIME_UNIT_NS[m.group(1).lower()]
 
 
 def month_days(start: np.datetime64) -> int:
@@ -190,10 +227,18 @@ def month_days(start: np.datetime64) -> int:
     return calendar.monthrange(d.year, d.month)[1]
 
 
+_SIMPLE_STEP = re.compile(r"(\d+)(s|min|h|D)")
+_SIMPLE_UNIT_NS = {"s": 10**9, "min": 60 * 10**9, "h": 3600 * 10**9, "D": 86400 * 10**9}
+
+
+@functools.lru_cache(maxsize=64)
 def step_timedelta(step: str) -> np.timedelta64 | None:
     """The length of a fixed step ("30min", "1h", "1D", ...); ``None`` for "1MS" and "static"."""
     if step in ("1MS", "MS", "static"):
         return None
+    m = _SIMPLE_STEP.fullmatch(step) if isinstance(step, str) else None
+    if m and int(m.group(1)) > 0:  # "30min", "1h", "1D": what the readers' names give (no pandas import)
+        return np.timedelta64(int(m.group(1)) * _SIMPLE_UNIT_NS[m.group(2)], "ns")
     import pandas as pd
 
     try:
@@ -223,8 +268,11 @@ def step_days(start: np.datetime64, step: str) -> float:
 
 def days_covered(starts, step: str) -> tuple[np.datetime64, ...]:
     """The UTC days (datetime64[D]) touched by the intervals ``[start, start + step)``."""
+    starts = np.atleast_1d(np.asarray(starts, dtype="datetime64[ns]"))
+    if step == "1D" and starts.size == 1 and starts[0] == starts[0].astype("datetime64[D]"):
+        return (starts[0].astype("datetime64[D]"),)  # the common case (a daily file), without arange
     days: set[np.datetime64] = set()
-    for s in np.atleast_1d(np.asarray(starts, dtype="datetime64[ns]")):
+    for s in starts:
         end = step_end(s, step) - np.timedelta64(1, "ns")
         first, last = s.astype("datetime64[D]"), end.astype("datetime64[D]")
         days.update(np.arange(first, last + np.timedelta64(1, "D"), dtype="datetime64[D]"))
@@ -303,6 +351,14 @@ def make_dataarray(data: np.ndarray, *, x, y, times=None, crs, units: str, step:
         attrs.update(extra_attrs)
     coords["spatial_ref"] = xr.Variable((), 0, attrs=_crs_coord_attrs(crs))
     return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs)
+
+
+def to_dataarray(a: Arrays):
+    """The contract's DataArray for what a reader's ``read_arrays`` returned."""
+    # (x, y copied: the readers' coordinate vectors may be shared, read-only cache entries)
+    return make_dataarray(a.values, x=np.array(a.x, "float64"), y=np.array(a.y, "float64"), times=a.times,
+                          crs=a.crs, units=a.units, step=a.step, run=a.run, source_file=a.source_file,
+                          extra_attrs=a.extra)
 
 
 @functools.lru_cache(maxsize=64)
@@ -605,6 +661,10 @@ def scan_netcdf(path, options: dict) -> FileInfo:
 
 
 def read_netcdf(path, options: dict, bbox):
+    return to_dataarray(read_netcdf_arrays(path, options, bbox))
+
+
+def read_netcdf_arrays(path, options: dict, bbox) -> Arrays:
     path = Path(path)
     check_signature(path, NETCDF_SIGNATURES, "a NetCDF file")
     var = _required_variable(options)
@@ -654,10 +714,8 @@ def read_netcdf(path, options: dict, bbox):
             data[data < 0] = np.nan
             extra["original_units"] = str(units)
             units = "mm/day"
-        return make_dataarray(data, x=xs.coords, y=ys.coords,
-                              times=times if lay.t_dim else None, crs=crs, units=str(units),
-                              step=step, run="", source_file=path.name,
-                              extra_attrs={"variable": var, **extra})
+        return Arrays(data.astype("float32"), times if lay.t_dim else None, xs.coords, ys.coords, crs,
+                      str(units), step, "", path.name, {"variable": var, **extra})
 
     return _nc_guard(path, work)
 
@@ -725,6 +783,10 @@ def scan_geotiff(path, options: dict) -> FileInfo:
 
 
 def read_geotiff(path, options: dict, bbox):
+    return to_dataarray(read_geotiff_arrays(path, options, bbox))
+
+
+def read_geotiff_arrays(path, options: dict, bbox) -> Arrays:
     import rasterio
     from pyproj import CRS
     from rasterio.windows import Window
@@ -782,5 +844,4 @@ def read_geotiff(path, options: dict, bbox):
         units = "mm/day"
     if times is not None:
         data = data[None]
-    return make_dataarray(data, x=xs.coords, y=ys.coords, times=times, crs=crs, units=units,
-                          step=step, run="", source_file=path.name, extra_attrs=extra)
+    return Arrays(data.astype("float32"), times, xs.coords, ys.coords, crs, units, step, "", path.name, extra)

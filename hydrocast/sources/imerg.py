@@ -30,8 +30,9 @@ in mm/day: ``mm/hr`` ×24, ``mm/day`` ×1, ``kg m-2 s-1`` ×86400, and an amount
 daily files) is divided by the step's length in days (daily ×1, half-hour ×48, month ÷ days).
 Unknown units are a BadInputError.
 
-Reading is done with h5py (NetCDF4 files are HDF5), slicing the lat/lon vectors to ``bbox``
-first, so a global 3600×1800 granule costs only the region's cells.
+Reading is done with h5py (NetCDF4 files are HDF5; its low-level API, see :mod:`._h5`), slicing
+the lat/lon vectors to ``bbox`` first, so a global 3600×1800 granule costs only the region's
+cells. ``scan`` reads the name and the file's first bytes only; ``read`` checks the header.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError
-from . import HDF5_SIGNATURE, FileInfo, check_signature
-from .generic import (_norm_units, days_covered, decode_time_values, make_dataarray, precip_factors,
-                      read_selection, select_lonlat, step_end)
+from . import HDF5_SIGNATURE, Arrays, FileInfo, check_signature
+from . import _h5 as h5
+from .generic import (_norm_units, clip_lonlat, days_covered, decode_time_values, precip_factors,
+                      read_selection, step_end, to_dataarray)
 
 _NAME = re.compile(
     r"3B-(?P<product>HHR|DAY|MO)(?:-(?P<run>[EL]))?\.MS\.MRG\.3IMERG\."
@@ -107,19 +109,36 @@ def _attr(obj, *names, default=None):
     return default
 
 
+_START_GRANULE = re.compile(r"StartGranuleDateTime=\s*(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})")
+_NO_MATCH = object()
+
+
+def _granule_start(header) -> np.datetime64 | None | object:
+    m = _START_GRANULE.search(_attr_str(header))
+    if not m:
+        return _NO_MATCH
+    try:
+        return np.datetime64(f"{m.group(1)}T{m.group(2)}", "ns")
+    except ValueError:  # e.g. "2012-06-00" in early test products: no usable check
+        return None
+
+
 def _header_start(f) -> np.datetime64 | None:
     """StartGranuleDateTime from a (possibly GES-DISC-renamed) FileHeader, or BeginDate/BeginTime."""
-    for key in f.attrs:
-        if key.endswith("FileHeader"):
-            m = re.search(r"StartGranuleDateTime=\s*(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})", _attr_str(f.attrs[key]))
-            if m:
-                try:
-                    return np.datetime64(f"{m.group(1)}T{m.group(2)}", "ns")
-                except ValueError:  # e.g. "2012-06-00" in early test products: no usable check
-                    return None
-    if "BeginDate" in f.attrs:
-        date = _attr_str(f.attrs["BeginDate"]).strip()
-        clock = _attr_str(f.attrs.get("BeginTime", "00:00:00")).strip()[:8]
+    fattrs = f.attrs
+    # "FileHeader" itself first: listing every global attribute costs more than reading one
+    if "FileHeader" in fattrs:
+        got = _granule_start(fattrs["FileHeader"])
+        if got is not _NO_MATCH:
+            return got
+    for key in fattrs:
+        if key.endswith("FileHeader") and key != "FileHeader":
+            got = _granule_start(fattrs[key])
+            if got is not _NO_MATCH:
+                return got
+    if "BeginDate" in fattrs:
+        date = _attr_str(fattrs["BeginDate"]).strip()
+        clock = _attr_str(fattrs.get("BeginTime", "00:00:00")).strip()[:8]
         try:
             return np.datetime64(f"{date}T{clock}", "ns")
         except ValueError:
@@ -133,7 +152,6 @@ def _group(f):
 
 def _check_header_time(path: Path, f, grp, info: dict) -> None:
     start, step = info["start"], info["step"]
-    end = step_end(start, step)
     hstart = _header_start(f)
     if hstart is not None and hstart != start:
         raise BadInputError(f"{path}: header says the data start at {str(hstart)[:19]}, "
@@ -147,40 +165,49 @@ def _check_header_time(path: Path, f, grp, info: dict) -> None:
                 t = decode_time_values(values[:1], units)[0]
             except ValueError:
                 return
+            end = step_end(start, step)
             if not (start <= t < end):
                 raise BadInputError(f"{path}: time variable says {str(t)[:19]}, outside the interval "
                                     f"{str(start)[:19]}..{str(end)[:19]} of the file name")
 
 
-def _choose_variable(path: Path, grp, options: dict) -> str:
+def _choose_variable(path: Path, grp, options: dict) -> tuple[str, h5.Node]:
     requested = options.get("variable")
     candidates = (requested,) if requested else _PRECIP_VARS
     for name in candidates:
-        if name in grp and hasattr(grp[name], "shape"):
-            return name
+        if name in grp:
+            node = grp[name]
+            if node.is_dataset:
+                return name, node
+    import h5py
+
+    def field(name, obj):
+        if hasattr(obj, "shape") and len(obj.shape) >= 2 and not name.endswith("_bnds"):
+            found.append(name)
+
     found = []
-    grp.visititems(lambda n, o: found.append(n) if hasattr(o, "shape") and len(o.shape) >= 2
-                   and not n.endswith("_bnds") else None)
+    with h5py.File(path, "r") as f:  # only to say what the file holds
+        (f["Grid"] if "Grid" in f else f).visititems(field)
     raise BadInputError(f"{path}: has no variable {candidates[0]!r} (found: {', '.join(sorted(found)) or 'none'})")
 
 
 def _coord(grp, names, path: Path, what: str) -> tuple[str, np.ndarray]:
-    """A lat/lon vector, rounded to 1e-4° (the float32 values are 179.94999 for 179.95)."""
+    """A lat/lon vector as stored (:func:`.generic.clip_lonlat` rounds it)."""
     for n in names:
         if n in grp:
-            return n, np.round(np.asarray(grp[n][()], dtype="float64").ravel(), 4)
+            return n, np.asarray(grp[n][()]).ravel()
     raise BadInputError(f"{path}: has no {what} coordinate ({'/'.join(names)})")
 
 
-def _dim_names(ds, lon_n: str, lat_n: str, nlon: int, nlat: int) -> tuple[str, ...]:
-    dn = _attr(ds, "DimensionNames")
+def _dim_names(ds, attrs: dict, lon_n: str, lat_n: str, nlon: int, nlat: int) -> tuple[str, ...]:
+    dn = attrs.get("DimensionNames")
     if dn is not None:
         names = tuple(x.strip() for x in _attr_str(dn).split(","))
         if len(names) == ds.ndim:
             return names
     try:
-        names = tuple(ds.dims[i][0].name.rsplit("/", 1)[-1] for i in range(ds.ndim))
-        if len(names) == ds.ndim:
+        names = ds.dim_names()  # the NetCDF-4 dimensions (HDF5 dimension scales)
+        if names is not None and len(names) == ds.ndim:
             return names
     except (IndexError, KeyError, RuntimeError, ValueError, TypeError):
         pass
@@ -196,11 +223,21 @@ def _dim_names(ds, lon_n: str, lat_n: str, nlon: int, nlat: int) -> tuple[str, .
     raise ValueError(f"cannot tell the dimensions of a {shape} variable")
 
 
-def _fill_values(ds) -> list[float]:
+#: the variable attributes the reader uses (each looked up by name: cheaper than listing them all)
+_VAR_ATTRS = ("DimensionNames", "units", "Units", "_FillValue", "missing_value", "CodeMissingValue",
+              "scale_factor", "add_offset")
+
+
+def _var_attrs(ds) -> dict:
+    a = ds.attrs
+    return {k: a[k] for k in _VAR_ATTRS if k in a}
+
+
+def _fill_values(attrs: dict) -> list[float]:
     out = []
     for key in ("_FillValue", "missing_value", "CodeMissingValue"):
-        if key in ds.attrs:
-            v = ds.attrs[key]
+        if key in attrs:
+            v = attrs[key]
             try:
                 vals = np.atleast_1d(np.asarray(v)).ravel()
                 if vals.dtype.kind in "SUO":
@@ -212,45 +249,45 @@ def _fill_values(ds) -> list[float]:
 
 
 def _open(path: Path):
-    import h5py
-
+    """The file, opened; BadInputError naming it when it is not an HDF5 file that starts with the
+    HDF5 signature (HTML page, empty, truncated, ...: :func:`.check_signature` says which)."""
     try:
-        return h5py.File(path, "r")
+        f = h5.File(path)
     except _HDF5_ERRORS as exc:
+        check_signature(path, (HDF5_SIGNATURE,), "an HDF5/NetCDF4 file")
         raise BadInputError(f"{path}: truncated or corrupt HDF5 file ({exc})") from None
+    if f.userblock:  # the signature is not at byte 0: rejected, as scan rejects it
+        f.close()
+        check_signature(path, (HDF5_SIGNATURE,), "an HDF5/NetCDF4 file")
+    return f
 
 
 def scan(path, options: dict) -> FileInfo:
-    path = Path(path)
+    """Name and signature only (see the contract in :mod:`hydrocast.sources`): the header and the
+    variable are checked by :func:`read`."""
+    path = path if isinstance(path, Path) else Path(path)
     check_signature(path, (HDF5_SIGNATURE,), "an HDF5/NetCDF4 file")
     info = parse_name(path)
-    with _open(path) as f:
-        try:
-            grp = _group(f)
-            _check_header_time(path, f, grp, info)
-            var = _choose_variable(path, grp, options)
-        except BadInputError:
-            raise
-        except _HDF5_ERRORS as exc:
-            raise BadInputError(f"{path}: truncated or corrupt HDF5 file ({exc})") from None
     days = days_covered(info["start"], info["step"])
-    return FileInfo(path, days, info["step"], info["run"],
-                    {"product": info["product"], "version": info["version"], "variable": var})
+    return FileInfo(path, days, info["step"], info["run"], {"product": info["product"], "version": info["version"]})
 
 
 def read(path, options: dict, bbox):
+    return to_dataarray(read_arrays(path, options, bbox))
+
+
+def read_arrays(path, options: dict, bbox) -> Arrays:
     path = Path(path)
-    check_signature(path, (HDF5_SIGNATURE,), "an HDF5/NetCDF4 file")
-    info = parse_name(path)
-    with _open(path) as f:
+    with _open(path) as f:  # (a file that does not open is then checked for an HTML page, truncation, ...)
+        info = parse_name(path)
         try:
             grp = _group(f)
             _check_header_time(path, f, grp, info)
-            name = _choose_variable(path, grp, options)
-            ds = grp[name]
+            name, ds = _choose_variable(path, grp, options)
+            attrs = _var_attrs(ds)
             lon_n, lon = _coord(grp, _LON_NAMES, path, "longitude")
             lat_n, lat = _coord(grp, _LAT_NAMES, path, "latitude")
-            dims = _dim_names(ds, lon_n, lat_n, lon.size, lat.size)
+            dims = _dim_names(ds, attrs, lon_n, lat_n, lon.size, lat.size)
             if lon_n not in dims or lat_n not in dims:
                 raise BadInputError(f"{path}: variable {name!r} has dimensions {dims}, not lon/lat")
             if ds.shape[dims.index(lon_n)] != lon.size or ds.shape[dims.index(lat_n)] != lat.size:
@@ -260,16 +297,16 @@ def read(path, options: dict, bbox):
             if len(others) > 1 or (others and ds.shape[dims.index(others[0])] != 1):
                 raise BadInputError(f"{path}: variable {name!r} has shape {ds.shape} {dims}; "
                                     "expected one time step on a lon/lat grid")
-            xs, ys = select_lonlat(path, lon, lat, bbox)
+            xs, ys = clip_lonlat(path, lon, lat, bbox)
             raw = read_selection(lambda idx: ds[idx], dims, {lon_n: xs, lat_n: ys}, lon_n)
-            units = _attr_str(_attr(ds, "units", "Units", default="")).strip()
-            fills = _fill_values(ds)
-            scale = _attr(ds, "scale_factor")
-            offset = _attr(ds, "add_offset")
         except BadInputError:
             raise
         except _HDF5_ERRORS as exc:
             raise BadInputError(f"{path}: truncated or corrupt HDF5 file ({exc})") from None
+    units = _attr_str(_attr_dict(attrs, "units", "Units", default="")).strip()
+    fills = _fill_values(attrs)
+    scale = attrs.get("scale_factor")
+    offset = attrs.get("add_offset")
 
     missing = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
     for fv in fills:
@@ -299,6 +336,12 @@ def read(path, options: dict, bbox):
         data = data * factor
         out_units = "mm/day"
         extra["original_units"] = units
-    return make_dataarray(data, x=xs.coords, y=ys.coords, times=[start], crs="EPSG:4326",
-                          units=out_units, step=step, run=info["run"], source_file=path.name,
-                          extra_attrs=extra)
+    return Arrays(data.astype("float32"), np.array([start], dtype="datetime64[ns]"), xs.coords, ys.coords,
+                  "EPSG:4326", out_units, step, info["run"], path.name, extra)
+
+
+def _attr_dict(attrs: dict, *names, default=None):
+    for n in names:
+        if n in attrs:
+            return attrs[n]
+    return default
