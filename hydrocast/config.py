@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,7 @@ class Config:
     def resolve(self, p: str | Path) -> Path:
         """A path from the config, made absolute relative to the config file's folder."""
         p = Path(p).expanduser()
-        return p if p.is_absolute() else (self.root / p)
+        return Path(os.path.normpath(p if p.is_absolute() else (self.root / p)))
 
     def grid_spec(self):
         """The :class:`~hydrocast.grid.GridSpec` the config describes."""

@@ -27,6 +27,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is faster, and on a busy 2-core runner an OpenMP barrier waiting
+    for a descheduled thread made the model tests ~100x slower (measured)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def sample_data() -> Path:
     assert SAMPLE_DATA.is_dir(), f"{SAMPLE_DATA} is missing: the repository ships it"

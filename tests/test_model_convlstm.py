@@ -14,14 +14,7 @@ from hydrocast.model import (ConvLSTM, ConvLSTMCell, HydroConvLSTM, LumpedLSTM, 
                              discharge_from_normalised, nse_star_loss)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and on a busy 2-core runner an OpenMP barrier waiting
-    for a descheduled thread made these tests ~100x slower (measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _sigmoid(a):

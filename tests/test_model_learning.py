@@ -16,14 +16,7 @@ import torch
 from hydrocast.model import HydroConvLSTM, LumpedLSTM, basin_average, nse_star_loss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and on a busy 2-core runner an OpenMP barrier waiting
-    for a descheduled thread made these tests ~100x slower (measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _nse(pred: torch.Tensor, obs: torch.Tensor) -> float:

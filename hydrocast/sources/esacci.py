@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import BadInputError, ConfigError
 from . import HDF5_SIGNATURE, Arrays, FileInfo, check_signature
 from . import _h5 as h5
-from .generic import (NETCDF_SIGNATURES, _norm_units, clip_lonlat, decode_time_values, read_selection,
+from .generic import (attr_str, NETCDF_SIGNATURES, _norm_units, clip_lonlat, decode_time_values, read_selection,
                       to_dataarray)
 
 _NAME = re.compile(
@@ -110,7 +110,7 @@ class _Nc:
         if not obj.is_dataset:
             return None
         a = obj.attrs
-        if "CLASS" in a and "units" not in a and _attr_str(a.get("NAME", b"")).startswith(_DIM_ONLY):
+        if "CLASS" in a and "units" not in a and attr_str(a.get("NAME", b"")).startswith(_DIM_ONLY):
             return None
         return obj
 
@@ -135,14 +135,6 @@ class _Nc:
 _DIM_ONLY = "This is a netCDF dimension but not a netCDF variable"
 
 
-def _attr_str(value) -> str:
-    if isinstance(value, np.ndarray):
-        value = value.ravel()[0] if value.size else ""
-    if isinstance(value, (bytes, np.bytes_)):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 def _open(path: Path) -> _Nc:
     try:
         return _Nc(path)
@@ -154,7 +146,7 @@ def _check_time(path: Path, nc: _Nc, day: np.datetime64) -> None:
     tv = nc.var("time")
     if tv is None:
         return
-    units = _attr_str(nc.attrs(tv, ("units",)).get("units", ""))
+    units = attr_str(nc.attrs(tv, ("units",)).get("units", ""))
     values = np.asarray(tv[()]).ravel()
     if values.size != 1:
         raise BadInputError(f"{path}: holds {values.size} time steps; ESA CCI L3S daily files hold one")
@@ -224,7 +216,7 @@ def read_arrays(path, options: dict, bbox) -> Arrays:
     finally:
         nc.close()
 
-    units = _attr_str(attrs.get("units", "")).strip()
+    units = attr_str(attrs.get("units", "")).strip()
     sm_fill = attrs.get("_FillValue")
     valid_range = attrs.get("valid_range")
     sm = sm.astype("float64")

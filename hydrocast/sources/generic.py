@@ -163,6 +163,32 @@ def clip_lonlat(path: Path, lon_raw, lat_raw, bbox) -> tuple[AxisSelection, Axis
     return hit
 
 
+
+def select_in_crs(path: Path, xc, yc, crs, bbox):
+    """Axis selections of the cells of ``xc``/``yc`` (in ``crs``) inside ``bbox`` (EPSG:4326
+    degrees; ``None`` = everything): the bbox is transformed into the file's CRS first."""
+    from pyproj import CRS
+
+    if bbox is None:
+        return select_axis(xc, None, None), select_axis(yc, None, None)
+    if crs.is_geographic and crs.equals(CRS.from_epsg(4326), ignore_axis_order=True):
+        w, s, e, n = bbox
+    else:
+        from rasterio.warp import transform_bounds
+
+        w, s, e, n = transform_bounds("EPSG:4326", crs.to_wkt(), *bbox, densify_pts=21)
+    return select_lonlat(path, xc, yc, (w, s, e, n), periodic_lon=bool(crs.is_geographic),
+                         names=("x", "y") if not crs.is_geographic else ("lon", "lat"))
+
+
+def attr_str(value) -> str:
+    """An HDF5/NetCDF attribute (bytes, 1-element array, ...) as text."""
+    if isinstance(value, np.ndarray):
+        value = value.ravel()[0] if value.size else ""
+    if isinstance(value, (bytes, np.bytes_)):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
 def read_selection(getter, dims: tuple[str, ...], sel: dict[str, AxisSelection], x_dim: str) -> np.ndarray:
     """Read ``getter(index_tuple)`` for each index range of ``sel[x_dim]`` and join them along x.
 
@@ -685,16 +711,7 @@ def read_netcdf_arrays(path, options: dict, bbox) -> Arrays:
             if geographic_axes and lay.x_dim.lower() not in ("rlon",):
                 implied = CRS.from_epsg(4326)
             crs = resolve_crs(path, _file_crs(path, ds, var), options, implied=implied)
-            if bbox is None:
-                xs, ys = select_axis(xc, None, None), select_axis(yc, None, None)
-            else:
-                if crs.is_geographic and crs.equals(CRS.from_epsg(4326), ignore_axis_order=True):
-                    w, s, e, n = bbox
-                else:
-                    from rasterio.warp import transform_bounds
-                    w, s, e, n = transform_bounds("EPSG:4326", crs.to_wkt(), *bbox, densify_pts=21)
-                xs, ys = select_lonlat(path, xc, yc, (w, s, e, n), periodic_lon=bool(crs.is_geographic),
-                                       names=("x", "y") if not crs.is_geographic else ("lon", "lat"))
+            xs, ys = select_in_crs(path, xc, yc, crs, bbox)
             src = ds[var]
             raw = read_selection(lambda idx: src[idx].values, lay.dims, {lay.x_dim: xs, lay.y_dim: ys}, lay.x_dim)
             attrs = dict(src.attrs)
@@ -810,16 +827,7 @@ def read_geotiff_arrays(path, options: dict, bbox) -> Arrays:
                 raise ConfigError(f"source {options.get('name', '?')!r}: band {band!r} not in 1..{src.count} for {path}")
             xc = t.c + (np.arange(src.width) + 0.5) * t.a
             yc = t.f + (np.arange(src.height) + 0.5) * t.e
-            if bbox is None:
-                xs, ys = select_axis(xc, None, None), select_axis(yc, None, None)
-            else:
-                if crs.is_geographic and crs.equals(CRS.from_epsg(4326), ignore_axis_order=True):
-                    w, s, e, n = bbox
-                else:
-                    from rasterio.warp import transform_bounds
-                    w, s, e, n = transform_bounds("EPSG:4326", crs.to_wkt(), *bbox, densify_pts=21)
-                xs, ys = select_lonlat(path, xc, yc, (w, s, e, n), periodic_lon=bool(crs.is_geographic),
-                                       names=("x", "y") if not crs.is_geographic else ("lon", "lat"))
+            xs, ys = select_in_crs(path, xc, yc, crs, bbox)
             (yslice,) = ys.slices
             pieces = []
             for xslice in xs.slices:

@@ -45,7 +45,7 @@ import numpy as np
 from ..errors import BadInputError
 from . import HDF5_SIGNATURE, Arrays, FileInfo, check_signature
 from . import _h5 as h5
-from .generic import (_norm_units, clip_lonlat, days_covered, decode_time_values, precip_factors,
+from .generic import (attr_str, _norm_units, clip_lonlat, days_covered, decode_time_values, precip_factors,
                       read_selection, step_end, to_dataarray)
 
 _NAME = re.compile(
@@ -94,14 +94,6 @@ def parse_name(path: Path) -> dict:
             "start": start}
 
 
-def _attr_str(value) -> str:
-    if isinstance(value, np.ndarray):
-        value = value.ravel()[0] if value.size else ""
-    if isinstance(value, (bytes, np.bytes_)):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 def _attr(obj, *names, default=None):
     for n in names:
         if n in obj.attrs:
@@ -114,7 +106,7 @@ _NO_MATCH = object()
 
 
 def _granule_start(header) -> np.datetime64 | None | object:
-    m = _START_GRANULE.search(_attr_str(header))
+    m = _START_GRANULE.search(attr_str(header))
     if not m:
         return _NO_MATCH
     try:
@@ -137,8 +129,8 @@ def _header_start(f) -> np.datetime64 | None:
             if got is not _NO_MATCH:
                 return got
     if "BeginDate" in fattrs:
-        date = _attr_str(fattrs["BeginDate"]).strip()
-        clock = _attr_str(fattrs.get("BeginTime", "00:00:00")).strip()[:8]
+        date = attr_str(fattrs["BeginDate"]).strip()
+        clock = attr_str(fattrs.get("BeginTime", "00:00:00")).strip()[:8]
         try:
             return np.datetime64(f"{date}T{clock}", "ns")
         except ValueError:
@@ -158,7 +150,7 @@ def _check_header_time(path: Path, f, grp, info: dict) -> None:
                             f"but the file name says {str(start)[:19]}")
     if "time" in grp:
         tv = grp["time"]
-        units = _attr_str(_attr(tv, "units", "Units", default=""))
+        units = attr_str(_attr(tv, "units", "Units", default=""))
         values = np.asarray(tv[()]).ravel()
         if units and values.size:
             try:
@@ -202,7 +194,7 @@ def _coord(grp, names, path: Path, what: str) -> tuple[str, np.ndarray]:
 def _dim_names(ds, attrs: dict, lon_n: str, lat_n: str, nlon: int, nlat: int) -> tuple[str, ...]:
     dn = attrs.get("DimensionNames")
     if dn is not None:
-        names = tuple(x.strip() for x in _attr_str(dn).split(","))
+        names = tuple(x.strip() for x in attr_str(dn).split(","))
         if len(names) == ds.ndim:
             return names
     try:
@@ -241,7 +233,7 @@ def _fill_values(attrs: dict) -> list[float]:
             try:
                 vals = np.atleast_1d(np.asarray(v)).ravel()
                 if vals.dtype.kind in "SUO":
-                    vals = np.array([float(_attr_str(x)) for x in vals])
+                    vals = np.array([float(attr_str(x)) for x in vals])
                 out.extend(float(x) for x in vals)
             except ValueError:
                 continue
@@ -303,7 +295,7 @@ def read_arrays(path, options: dict, bbox) -> Arrays:
             raise
         except _HDF5_ERRORS as exc:
             raise BadInputError(f"{path}: truncated or corrupt HDF5 file ({exc})") from None
-    units = _attr_str(_attr_dict(attrs, "units", "Units", default="")).strip()
+    units = attr_str(_attr_dict(attrs, "units", "Units", default="")).strip()
     fills = _fill_values(attrs)
     scale = attrs.get("scale_factor")
     offset = attrs.get("add_offset")
