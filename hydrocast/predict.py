@@ -199,12 +199,9 @@ class Forecaster:
         res = {"q": to_discharge(out["q"][0, a - s:].numpy(), self.q_mu, self.q_sd, area),
                "maps": out["maps"][0, a - s:, :, 0].numpy(), "runoff": out["runoff"][0, a - s:].numpy()}
         if lumped:
-            from .model import basin_average
+            from .train import lumped_inputs
 
-            dyn = basin_average(x, ch)
-            st = basin_average(self.static.unsqueeze(0).unsqueeze(0), ch)[0, 0]
-            st = torch.cat([st, torch.log10(torch.as_tensor(np.maximum(area, 1e-3), dtype=torch.float32)).view(-1, 1)], 1)
-            inp = torch.cat([dyn, st.view(1, 1, *st.shape).expand(1, dyn.shape[1], -1, -1)], dim=-1)
+            inp = lumped_inputs(x, self.static, ch, area)
             res["q_lumped"] = to_discharge(self.lumped(inp)[0, a - s:].numpy(), self.q_mu, self.q_sd, area)
         return res
 
@@ -225,15 +222,19 @@ class PredictResult:
         return {"issue_date": self.issue_date, "files": self.files, "basins": self.basins}
 
 
-def last_observation(cfg: Config, fc: Forecaster, basin_id: str, upto: int) -> tuple[float, str | None, tuple]:
-    """(value, date, (recent times, recent values)) of the basin's observed discharge up to the
-    issue date, from ``[discharge] path``; NaN/None where there is none (ungauged basins)."""
+def observed_discharge(cfg: Config):
+    """The ``[discharge] path`` observations (a DataFrame), or None where there are none."""
     if not cfg.discharge.path or not cfg.resolve(cfg.discharge.path).exists():
-        return float("nan"), None, ([], [])
+        return None
     from .observations import read_discharge
 
-    df = read_discharge(cfg.resolve(cfg.discharge.path), None, fmt=cfg.discharge.format)
-    if basin_id not in df.columns:
+    return read_discharge(cfg.resolve(cfg.discharge.path), None, fmt=cfg.discharge.format)
+
+
+def last_observation(df, fc: Forecaster, basin_id: str, upto: int) -> tuple[float, str | None, tuple]:
+    """(value, date, (recent times, recent values)) of the basin's observed discharge up to the
+    issue date; NaN/None where there is none (ungauged basins)."""
+    if df is None or basin_id not in df.columns:
         return float("nan"), None, ([], [])
     s = df[basin_id].loc[: str(fc.reader.days[upto])].dropna()
     if s.empty:
@@ -267,8 +268,9 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
     stamp = str(day).replace("-", "")
     # everything is computed before the first file is written: an error leaves nothing partial
     products = []
+    observations = observed_discharge(cfg)
     for n, info in enumerate(basins.info):
-        last, last_t, recent = last_observation(cfg, fc, info["id"], i)
+        last, last_t, recent = last_observation(observations, fc, info["id"], i)
         hyd = hydrograph_dataset([info["id"]], [info["name"]], [info["outlet_lon"]], [info["outlet_lat"]],
                                  [info["area_km2"]], day, leads, q[n:n + 1], [last], [last_t])
         frac = basins.channels[n, 0]

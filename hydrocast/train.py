@@ -424,18 +424,7 @@ class Trainer:
 
     # -- the lumped baseline ---------------------------------------------------------------------
     def lumped_inputs(self, x, static):
-        """(B, T, N, C) basin-averaged dynamic channels + basin-averaged statics + log area."""
-        import torch
-
-        from .model import basin_average
-
-        b, t = x.shape[:2]
-        dyn = basin_average(x, self.basin_ch)  # (B, T, N, C)
-        st = basin_average(static.unsqueeze(0).unsqueeze(0), self.basin_ch)[0, 0]  # (N, S)
-        area = torch.log10(torch.as_tensor([max(bs.area_km2, 1e-3) for bs in self.basins], dtype=x.dtype,
-                                           device=x.device)).view(-1, 1)
-        st = torch.cat([st, area], dim=1)
-        return torch.cat([dyn, st.view(1, 1, *st.shape).expand(b, t, -1, -1)], dim=-1)
+        return lumped_inputs(x, static, self.basin_ch, self.area_km2)
 
     def fit_lumped(self, epochs: int):
         """The lumped LSTM baseline: same windows, periods, loss and early stopping."""
@@ -542,6 +531,22 @@ class Trainer:
                          "cube": str(self.reader.path), "cube_days": [str(self.reader.days[0]), str(self.reader.days[-1])]},
         }
         artefact.save(model_dir, tensors, _jsonable(meta))
+
+
+def lumped_inputs(x, static, basin_ch, area_km2):
+    """The lumped LSTM's inputs (B, T, N, C): the basin averages of the dynamic channels
+    ``x`` (B, T, C, H, W) and of the static layers (S, H, W), plus log10 of the basin area."""
+    import torch
+
+    from .model import basin_average
+
+    b, t = x.shape[:2]
+    dyn = basin_average(x, basin_ch)  # (B, T, N, C)
+    st = basin_average(static.unsqueeze(0).unsqueeze(0), basin_ch)[0, 0]  # (N, S)
+    area = torch.log10(torch.as_tensor(np.maximum(np.asarray(area_km2, dtype="float64"), 1e-3),
+                                       dtype=x.dtype, device=x.device)).view(-1, 1)
+    st = torch.cat([st, area], dim=1)
+    return torch.cat([dyn, st.view(1, 1, *st.shape).expand(b, t, -1, -1)], dim=-1)
 
 
 def to_discharge(qn: np.ndarray, mu: float, sd: float, area_km2: np.ndarray) -> np.ndarray:
