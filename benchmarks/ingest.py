@@ -33,7 +33,7 @@ scan / read / regrid / cube writer gives the breakdown (``--profile N``: also a 
 Part 2: peak memory, one global 0.1° IMERG day clipped to the sample region
 --------------------------------------------------------------------------
 48 synthetic full-globe (3600 x 1800 float32) half-hourly IMERG V07 HDF5 granules of one day in
-the real ``/Grid`` layout: the first written by :func:`hydrocast.sampledata.write_imerg_hhr` with
+the real ``/Grid`` layout: the first written by :func:`tools.sampledata.write_imerg_hhr` with
 global lon/lat vectors, the others byte copies with their header times, ``time`` and
 ``time_bnds`` patched (hydrocast checks them against the name). The ingest of that day onto the
 32 x 32 sample grid runs in a child process; its own peak RSS (``ru_maxrss`` from ``os.wait4``)
@@ -389,7 +389,7 @@ def part1(args, tmp: Path, summary: list) -> None:
 def write_global_day(folder: Path, day: str, halfhours: int) -> list[Path]:
     import h5py
 
-    from hydrocast import sampledata as sd
+    from tools import sampledata as sd
 
     lon = np.round(-179.95 + 0.1 * np.arange(3600), 2)
     lat = np.round(-89.95 + 0.1 * np.arange(1800), 2)

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     def step_full():
         opts["hydrocast full"].zero_grad(set_to_none=True)
         with autocast():
-            q = full(x, basin_ch=basins)["q"]
+            q = full({"dynamic": x, "basins": basins})["q"]
             loss = nse_star_loss(q[:, args.warmup:].float(), q_obs[:, args.warmup:], 1.0)
         loss.backward()
         opts["hydrocast full"].step()

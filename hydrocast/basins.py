@@ -3,29 +3,44 @@
 Inputs (:func:`read_basins`)
 ----------------------------
 * **GeoJSON** (``.geojson``/``.json``): a FeatureCollection (or one Feature) of Polygon /
-  MultiPolygon features with an ``id`` property (or a Feature ``id``), optional ``name``.
-  Coordinates are lon/lat (RFC 7946); a legacy ``"crs": {"type": "name", "properties": {"name":
-  "EPSG:3857"}}`` member is honoured. Without a DEM, optional ``outlet_lon``/``outlet_lat``
-  properties give the outlet for the straight-line distance.
-* **GeoPackage** (``.gpkg``): read with the standard library (sqlite3 + the GeoPackage binary
-  header + WKB, which shapely parses), no GDAL/fiona needed. One feature table (or ``layer=``),
-  an ``id`` column, CRS from ``gpkg_spatial_ref_sys``.
-* **Outlets CSV** (``.csv``): header ``id,lon,lat`` (+ optional ``name``, ``area_km2``), lon/lat in
-  degrees, ``#`` comment lines allowed. Needs the DEM routing (:func:`hydrocast.sources.dem.flow_routing`):
-  each outlet is snapped to the nearest native cell with upstream area >= ``min_area_km2`` within
-  ``snap_radius_cells`` (with ``area_km2`` given: the candidate whose upstream area is closest to
-  it, on a log scale, ties by distance), the D8 basin upstream of it is delineated (pyflwdir
-  ``basins``) and polygonised (``rasterio.features.shapes`` + ``shapely.union_all``).
+  MultiPolygon features, read with the standard library. Coordinates are lon/lat (RFC 7946); a
+  legacy ``"crs": {"type": "name", "properties": {"name": "EPSG:3857"}}`` member is honoured.
+* **Shapefile, GeoPackage and any other OGR vector format** (``.shp``, ``.gpkg``, ``.fgb``,
+  ``.gml``, ``.kml``, a zipped Shapefile ``.zip``, a FileGDB folder, ...): read with pyogrio (GDAL).
+  One polygon layer (or ``layer=``). The CRS is the file's (a Shapefile's ``.prj``). A file
+  **without a CRS** (a Shapefile without ``.prj``, a GeoPackage with an undefined SRS) is read as
+  lon/lat WGS84 (a warning is logged) only when every coordinate lies within lon -180..360,
+  lat -90..90, which projected coordinates in metres of any real basin never do; otherwise it
+  is refused, asking for the ``.prj``. A Shapefile's ``.shx`` and ``.dbf`` must be next to it,
+  and the headers of all three must not promise more bytes than the files hold (an interrupted
+  copy); a file OGR cannot open (an HTML page saved as ``.shp``, not a vector file) is a
+  BadInputError naming it.
+* **Outlets CSV** (``.csv``/``.txt``): header ``id,lon,lat`` (+ optional ``name``, ``area_km2``),
+  lon/lat in degrees, ``#`` comment lines allowed. Needs the DEM routing
+  (:func:`hydrocast.terrain.flow_routing`): each outlet is snapped to the nearest native cell with
+  upstream area >= ``min_area_km2`` within ``snap_radius_cells`` (with ``area_km2`` given: the
+  candidate whose upstream area is closest to it, on a log scale, ties by distance), the D8 basin
+  upstream of it is delineated (pyflwdir ``basins``) and polygonised (``rasterio.features.shapes``
+  + ``shapely.union_all``).
+
+Ids and attributes of polygons: the id is the ``id`` field/property (any case; for GeoJSON also
+the Feature's ``id`` member); when a file has none, ``HYBAS_ID`` (HydroBASINS) or ``grdc_no``
+(GRDC watershed boundaries) is used, in that order. A number that is a whole number (``8057000``,
+``8057000.0``) becomes its integer text. The optional ``name`` field gives the name (else the
+id), and ``outlet_lon``/``outlet_lat`` give, without a DEM, the outlet for the straight-line
+distance. Every id, from every input, goes through :func:`hydrocast.ids.check_basin_id` (ids
+become file names: 1-64 characters of ``A-Z a-z 0-9 _ . -``, not starting with "."): a bad one
+is a BadInputError naming the file. Ids are unique, also ignoring case (two ids differing only by
+case would collide on macOS/Windows file systems).
 
 Polygons are reprojected to the grid CRS (segmentised first so curved edges stay curved). Every
-basin is handled on its own, so nested basins simply share cells. Ids become file names: only
-``[A-Za-z0-9_.-]``, 1-64 characters, not starting with "."; unique, also ignoring case (two ids
-differing only by case would collide on macOS/Windows file systems).
+basin is handled on its own, so nested basins simply share cells.
 
 On the grid
 -----------
-* :func:`basin_fraction`: the exact area fraction of each cube cell inside the polygon (shapely 2
-  vectorised box intersections, only for cells on the polygon's boundary; whole cells inside are 1).
+* :func:`basin_fraction` (= :func:`hydrocast.terrain.polygon_fraction`): the exact area fraction
+  of each cube cell inside the polygon (shapely 2 vectorised box intersections, only for cells on
+  the polygon's boundary; whole cells inside are 1).
   For a geographic grid the fraction is taken in lon/lat (degree) space. The true area weight inside
   a cell varies as cos(lat), i.e. by a relative +-(dlat/2)*tan(lat) across one cell: 0.13 % for a
   0.1 deg cell at 60 N, 0.2 % for 0.25 deg at 45 N, so the fraction error is below that.
@@ -44,8 +59,10 @@ On the grid
     (NaN; the basin channel is then 0).
   Cube cells with fraction > 0 but no native basin cell centre get the value of the nearest cube
   cell that has one.
-* :func:`basin_channels`: ``(n_basins, 2, H, W)`` float32 = fraction and distance / max distance
-  (0 at the outlet, 1 at the farthest cell, 0 outside), the model's basin input.
+* :func:`basin_channels`: the model's basin input, ``(n_basins, 2, H, W)`` float32 = the fraction
+  and the flow distance divided by ONE scale for the whole domain (by default the largest finite
+  distance among the basins given; the training basins' scale is stored with the model and
+  passed back for any other basin set), 0 outside the basin or without a distance.
 """
 
 from __future__ import annotations
@@ -54,8 +71,7 @@ import csv
 import json
 import logging
 import math
-import re
-import sqlite3
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,12 +82,15 @@ from shapely.geometry import shape as shp_shape
 
 from .errors import BadInputError, MissingInputError
 from .grid import GridSpec
+from .ids import check_basin_id
+from .terrain import native_dataarray, routing_from_array
+from .terrain import polygon_fraction as basin_fraction
 
 log = logging.getLogger(__name__)
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 AREA_MISMATCH = 0.05
-SLIVER = 1e-6  # fractions below this are round-off of reprojected edges
+#: id fields, in order of preference (matched ignoring case): ours, HydroBASINS, GRDC watersheds
+ID_FIELDS = ("id", "HYBAS_ID", "grdc_no")
 _WGS84 = CRS.from_epsg(4326)
 
 
@@ -100,16 +119,11 @@ class Basin:
 # ------------------------------------------------------------------------------------------------
 # ids, areas, fractions
 # ------------------------------------------------------------------------------------------------
-def check_id(value, path) -> str:
-    """The basin id as a string, or BadInputError naming ``path`` and the id."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
-        raise BadInputError(f"{path}: basin id {value!r} must be a string")
-    s = str(value)
-    if not ID_RE.match(s):
-        raise BadInputError(
-            f"{path}: basin id {s!r} is not allowed (1-64 characters of A-Z a-z 0-9 _ . -, "
-            "not starting with '.'; ids become file names)")
-    return s
+def _id_value(value):
+    """A whole-number float (``8057000.0``, as many tools write integer ids) as an int; else as is."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return value
 
 
 def _check_unique(ids: list[str], path) -> None:
@@ -149,45 +163,6 @@ def geodesic_area_km2(polygon, crs) -> float:
         geom = shapely.segmentize(geom, 0.01)
     area, _ = Geod(ellps="WGS84").geometry_area_perimeter(geom)
     return abs(area) / 1e6
-
-
-def basin_fraction(polygon, grid: GridSpec) -> np.ndarray:
-    """Exact fraction (0..1, float64, ``grid.shape``) of each cube cell covered by ``polygon``.
-
-    ``polygon`` is in the grid CRS. Cells entirely inside count 1 without any intersection; only
-    cells on the boundary are intersected, row by row with the polygon clipped to that row.
-    Fractions below ``SLIVER`` (1e-6) are set to 0: they are the round-off of a reprojected edge
-    lying on a cell edge, and would otherwise make a cell "in" the basin."""
-    out = np.zeros(grid.shape)
-    if polygon is None or polygon.is_empty:
-        return out
-    if not polygon.is_valid:
-        polygon = shapely.make_valid(polygon)
-    dx, dy = grid.res
-    west, north = grid.transform.c, grid.transform.f
-    minx, miny, maxx, maxy = polygon.bounds
-    c0 = max(int(math.floor((minx - west) / dx)), 0)
-    c1 = min(int(math.ceil((maxx - west) / dx)), grid.width)
-    r0 = max(int(math.floor((north - maxy) / dy)), 0)
-    r1 = min(int(math.ceil((north - miny) / dy)), grid.height)
-    if c1 <= c0 or r1 <= r0:
-        return out
-    cols = np.arange(c0, c1)
-    x0 = west + cols * dx
-    shapely.prepare(polygon)
-    for r in range(r0, r1):
-        ytop = north - r * dy
-        boxes = shapely.box(x0, ytop - dy, x0 + dx, ytop)
-        inside = shapely.contains_properly(polygon, boxes)
-        touch = ~inside & shapely.intersects(polygon, boxes)
-        row = inside.astype(float)
-        if touch.any():
-            strip = shapely.intersection(polygon, shapely.box(x0[0], ytop - dy, x0[-1] + dx, ytop))
-            shapely.prepare(strip)
-            row[touch] = shapely.area(shapely.intersection(boxes[touch], strip)) / (dx * dy)
-        out[r, c0:c1] = row
-    out[out < SLIVER] = 0.0  # reprojection round-off, not basin
-    return np.clip(out, 0.0, 1.0)
 
 
 def _grid_lonlat(grid: GridSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -247,8 +222,6 @@ def _polygon_native(basin: Basin, grid: GridSpec, routing):
     """Native distance (m) of a polygon basin re-routed inside the polygon, or None."""
     from rasterio.features import rasterize
 
-    from .sources.dem import _routing_from_array
-
     poly = reproject_geometry(basin.polygon, grid.crs, routing.crs)
     win = _window_of(routing, poly)
     if win is None:
@@ -266,7 +239,7 @@ def _polygon_native(basin: Basin, grid: GridSpec, routing):
     up = np.where(mask, routing.upstream_area_km2[rs, cs], -np.inf)
     k = int(np.argmax(up))
     z = np.where(mask, routing.elevation[rs, cs], np.nan)
-    sub = _routing_from_array(z, wt, routing.crs, idxs_pit=[k], source_file=routing.source_file)
+    sub = routing_from_array(z, wt, routing.crs, idxs_pit=[k], source_file=routing.source_file)
     dist = np.where(mask, sub.dist_to_outlet_m, np.nan)
     drains = sub.flwdir.basins(idxs=np.array([k])) > 0
     stray = mask & ~drains  # parts of the polygon not 8-connected to the outlet
@@ -279,7 +252,8 @@ def _polygon_native(basin: Basin, grid: GridSpec, routing):
         euclid = np.full(shape, np.nan)
         euclid[rr, cc] = np.hypot((cc - kc) * dxm, (rr - kr) * dym)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.nanmedian(np.where(ok & (euclid > 0), dist / euclid, np.nan)) if (ok & (euclid > 0)).any() else 1.0
+            both = ok & (euclid > 0)
+            ratio = np.nanmedian(np.where(both, dist / euclid, np.nan)) if both.any() else 1.0
         dist = np.where(stray, euclid * (ratio if np.isfinite(ratio) else 1.0), dist)
     ox, oy = routing.xy(rs.start + k // shape[1], cs.start + k % shape[1])
     return {"rs": rs, "cs": cs, "dist_m": dist, "outlet_dem_xy": (float(ox), float(oy)),
@@ -289,7 +263,7 @@ def _polygon_native(basin: Basin, grid: GridSpec, routing):
 def flow_distance(basin: Basin, grid: GridSpec, routing=None) -> np.ndarray:
     """Along-channel distance (km) from each cube cell to the basin's outlet; NaN outside the basin.
 
-    ``routing``: :class:`hydrocast.sources.dem.FlowRouting` (native D8), or None for the
+    ``routing``: :class:`hydrocast.terrain.FlowRouting` (native D8), or None for the
     straight-line fallback (see the module docstring). Sets ``basin.distance_method``."""
     from .regrid import regrid
 
@@ -314,8 +288,6 @@ def flow_distance(basin: Basin, grid: GridSpec, routing=None) -> np.ndarray:
                 basin.area_dem_km2 = native["area_dem_km2"]
     if native is not None:
         rs, cs = native["rs"], native["cs"]
-        from .sources.dem import native_dataarray
-
         da = native_dataarray(native["dist_m"] / 1000.0, _window_transform(routing, rs, cs), routing.crs,
                               "flow_distance", routing.source_file)
         dist = regrid(da, grid, "average").astype("float64")
@@ -335,24 +307,31 @@ def flow_distance(basin: Basin, grid: GridSpec, routing=None) -> np.ndarray:
     return dist
 
 
-def basin_channels(basins: list[Basin], grid: GridSpec, flwdir_info=None) -> np.ndarray:
-    """The model's basin input: ``(n_basins, 2, H, W)`` float32.
+def basin_channels(basins: list[Basin], grid: GridSpec,
+                   dist_scale_km: float | None = None) -> tuple[np.ndarray, float]:
+    """The model's basin input and the distance scale it used: ``((n, 2, H, W) float32, scale_km)``.
 
-    Channel 0: fractional coverage; channel 1: flow distance / the basin's max (0 at the outlet,
-    1 at the farthest cell, 0 outside the basin or without a distance)."""
-    out = np.zeros((len(basins), 2, grid.height, grid.width), dtype="float32")
-    for i, b in enumerate(basins):
-        frac = b.fraction if b.fraction is not None and b.fraction.shape == grid.shape else basin_fraction(b.polygon, grid)
-        dist = b.distance_km if b.distance_km is not None and b.distance_km.shape == grid.shape else None
-        if dist is None:
-            dist = flow_distance(b, grid, flwdir_info)
-        out[i, 0] = frac
-        inside = (frac > 0) & np.isfinite(dist)
-        if inside.any():
-            dmax = float(np.max(dist[inside]))
-            if dmax > 0:
-                out[i, 1] = np.where(inside, np.clip(dist / dmax, 0.0, 1.0), 0.0)
-    return out
+    Channel 0: the fractional cover of each cell (NaN as 0); channel 1: ``distance_km /
+    scale_km`` where the basin covers the cell and has a distance, else 0. ``dist_scale_km=None``
+    takes the largest finite distance among ``basins`` (1 km when there is none, or it is 0): ONE
+    scale for the whole domain, so that travel times stay comparable between basins (a nested
+    basin's far end is nearer to its outlet than its parent's far end to its own). Pass the
+    training basins' scale for any other basin set; values may then exceed 1."""
+    if dist_scale_km is not None and not (math.isfinite(dist_scale_km) and dist_scale_km > 0):
+        raise ValueError(f"dist_scale_km must be a positive number, got {dist_scale_km!r}")
+    if not basins:
+        return np.zeros((0, 2, grid.height, grid.width), dtype="float32"), float(dist_scale_km or 1.0)
+    for b in basins:
+        if b.fraction is None or b.fraction.shape != grid.shape or b.distance_km is None \
+                or b.distance_km.shape != grid.shape:
+            raise ValueError(f"basin {b.id!r} has no fraction/distance on this grid {grid.shape}")
+    fr = np.stack([np.nan_to_num(b.fraction, nan=0.0) for b in basins]).astype("float32")
+    dist = np.stack([b.distance_km for b in basins]).astype("float64")
+    if dist_scale_km is None:
+        finite = dist[np.isfinite(dist)]
+        dist_scale_km = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    d = np.where(np.isfinite(dist) & (fr > 0), dist / dist_scale_km, 0.0).astype("float32")
+    return np.stack([fr, d], axis=1), float(dist_scale_km)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -379,6 +358,33 @@ def _polygonal(geom, path, bid):
     return shapely.force_2d(geom)
 
 
+def _lookup(names, wanted: str):
+    """The member of ``names`` equal to ``wanted``, else equal ignoring case, else None."""
+    if wanted in names:
+        return wanted
+    low = wanted.lower()
+    return next((n for n in names if isinstance(n, str) and n.lower() == low), None)
+
+
+def _missing(value) -> bool:
+    """None, or a NaN (what OGR gives for a NULL number)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _prop(props: dict, wanted: str):
+    key = _lookup(props, wanted)
+    return None if key is None else props[key]
+
+
+def _item(path, bid, geom, props: dict) -> dict:
+    """One polygon basin as the readers hand it on (id checked, name defaulted)."""
+    bid = check_basin_id(_id_value(bid), path)
+    name = _prop(props, "name")
+    if _missing(name) or str(name).strip() == "":
+        name = bid
+    return {"id": bid, "name": str(name), "geometry": geom, "props": props}
+
+
 def _read_geojson(path: Path) -> tuple[list[dict], CRS]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -398,86 +404,167 @@ def _read_geojson(path: Path) -> tuple[list[dict], CRS]:
     elif doc.get("type") == "Feature":
         feats = [doc]
     else:
-        raise BadInputError(f"{path}: GeoJSON must be a FeatureCollection or a Feature of polygons, got {doc.get('type')!r}")
+        raise BadInputError(f"{path}: GeoJSON must be a FeatureCollection or a Feature of polygons, "
+                            f"got {doc.get('type')!r}")
     out = []
     for n, f in enumerate(feats):
         if not isinstance(f, dict):
             raise BadInputError(f"{path}: feature {n} is not a GeoJSON Feature")
         props = f.get("properties") or {}
-        bid = props.get("id", f.get("id"))
-        if bid is None:
-            raise BadInputError(f"{path}: feature {n} has no 'id' property")
-        bid = check_id(bid, path)
+        if not isinstance(props, dict):
+            raise BadInputError(f"{path}: feature {n}: \"properties\" is not an object")
+        key = _lookup(props, "id")
+        if key is not None:
+            bid = props[key]
+        elif f.get("id") is not None:
+            bid = f["id"]
+        else:
+            key = next((k for k in (_lookup(props, k) for k in ID_FIELDS[1:]) if k is not None), None)
+            if key is None:
+                raise BadInputError(f"{path}: feature {n} has no 'id' property (nor HYBAS_ID or grdc_no)")
+            bid = props[key]
+        bid = check_basin_id(_id_value(bid), path)
         try:
             geom = shp_shape(f["geometry"]) if f.get("geometry") else None
         except Exception as exc:
             raise BadInputError(f"{path}: basin {bid!r}: bad geometry ({exc})") from None
-        out.append({"id": bid, "name": str(props.get("name") or bid), "geometry": geom, "props": props})
+        out.append(_item(path, bid, geom, props))
     return out, crs
 
 
-def _gpkg_wkb(blob: bytes, path, bid) -> object:
-    if blob is None:
-        return None
-    b = bytes(blob)
-    if b[:2] != b"GP":
-        raise BadInputError(f"{path}: basin {bid!r}: geometry is not a GeoPackage geometry blob")
-    flags = b[3]
-    if flags & 0b10000:  # empty geometry flag
-        return None
-    env = (flags >> 1) & 0b111
-    sizes = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
-    if env not in sizes:
-        raise BadInputError(f"{path}: basin {bid!r}: bad GeoPackage envelope code {env}")
-    try:
-        return shapely.from_wkb(b[8 + sizes[env]:])
-    except Exception as exc:
-        raise BadInputError(f"{path}: basin {bid!r}: bad WKB geometry ({exc})") from None
+_HTML = (b"<!doctype html", b"<html", b"<head", b"<body")
 
 
-def _read_gpkg(path: Path, layer: str | None) -> tuple[list[dict], CRS]:
+def _head(path: Path, n: int = 100) -> bytes:
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise BadInputError(f"{path}: cannot open GeoPackage ({exc})") from None
-    try:
-        cur = con.cursor()
-        try:
-            rows = cur.execute("SELECT c.table_name, g.column_name, c.srs_id FROM gpkg_contents c JOIN "
-                               "gpkg_geometry_columns g ON g.table_name = c.table_name "
-                               "WHERE c.data_type = 'features'").fetchall()
-        except sqlite3.Error as exc:
-            raise BadInputError(f"{path}: not a GeoPackage ({exc})") from None
-        if layer is not None:
-            rows = [r for r in rows if r[0] == layer]
-        if len(rows) != 1:
-            names = ", ".join(r[0] for r in rows) or "none"
-            raise BadInputError(f"{path}: need exactly one feature table (or `layer`), found: {names}")
-        table, gcol, srs_id = rows[0]
-        srs = cur.execute("SELECT organization, organization_coordsys_id, definition FROM gpkg_spatial_ref_sys "
-                          "WHERE srs_id = ?", (srs_id,)).fetchone()
-        if srs is None or srs_id == -1:
-            raise BadInputError(f"{path}: table {table!r} has an undefined CRS (srs_id {srs_id})")
-        org, code, definition = srs
-        if srs_id == 0:
-            crs = CRS.from_user_input("OGC:CRS84")
-        elif org and str(org).upper() == "EPSG" and code and int(code) > 0:
-            crs = _crs_or_error(f"EPSG:{int(code)}", path)
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _sidecar(path: Path, ext: str) -> Path | None:
+    """``path`` with the extension ``ext`` (".dbf"), in lower or upper case, if that file exists."""
+    for cand in (path.with_suffix(ext), path.with_suffix(ext.upper())):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _check_shapefile(path: Path) -> None:
+    """A Shapefile's parts exist and hold what their headers say (GDAL reads a truncated .shp as
+    NULL geometries and a .shp without .dbf as features without fields, saying nothing)."""
+    head = _head(path)
+    if head.lstrip().lower().startswith(_HTML):
+        raise BadInputError(f"{path}: is an HTML page, not a Shapefile (a failed download?)")
+    if len(head) < 100 or int.from_bytes(head[:4], "big") != 9994:
+        raise BadInputError(f"{path}: is not an ESRI Shapefile (no .shp header)")
+    parts = {".shp": path}
+    for ext, what in ((".shx", "index"), (".dbf", "attribute table with the basin ids")):
+        side = _sidecar(path, ext)
+        if side is None:
+            raise BadInputError(f"{path}: the Shapefile's {ext} ({what}) is missing next to it; "
+                                "copy all of .shp, .shx, .dbf and .prj")
+        parts[ext] = side
+    for ext, part in parts.items():
+        size = part.stat().st_size
+        h = head if ext == ".shp" else _head(part, 32)
+        if ext == ".dbf":
+            if len(h) < 12:
+                raise BadInputError(f"{path}: the Shapefile's {part.name} is truncated ({size} bytes)")
+            n_rec, header, record = (int.from_bytes(h[a:b], "little") for a, b in ((4, 8), (8, 10), (10, 12)))
+            want = header + n_rec * record
         else:
-            crs = _crs_or_error(definition, path)
-        cols = [r[1] for r in cur.execute(f'PRAGMA table_info("{table}")').fetchall()]
-        low = {c.lower(): c for c in cols}
-        if "id" not in low:
-            raise BadInputError(f"{path}: table {table!r} has no 'id' column (columns: {', '.join(cols)})")
-        name_col = low.get("name")
-        sel = f'SELECT "{low["id"]}", "{gcol}"' + (f', "{name_col}"' if name_col else "") + f' FROM "{table}"'
-        out = []
-        for rec in cur.execute(sel):
-            bid = check_id(rec[0], path)
-            out.append({"id": bid, "name": str(rec[2]) if name_col and rec[2] else bid,
-                        "geometry": _gpkg_wkb(rec[1], path, bid), "props": {}})
-    finally:
-        con.close()
+            if len(h) < 28 or int.from_bytes(h[:4], "big") != 9994:
+                raise BadInputError(f"{path}: the Shapefile's {part.name} has no Shapefile header")
+            want = 2 * int.from_bytes(h[24:28], "big")
+        if size < want:
+            raise BadInputError(f"{path}: the Shapefile's {part.name} is truncated: it has {size} bytes, "
+                                f"its header says {want} (an interrupted copy?)")
+
+
+def _ogr_error(path: Path, exc: Exception) -> BadInputError:
+    """A one-line BadInputError for what pyogrio/GDAL raised on ``path``."""
+    if path.is_file() and _head(path, 64).lstrip().lower().startswith(_HTML):
+        return BadInputError(f"{path}: is an HTML page, not a vector file (a failed download?)")
+    msg = " ".join(str(exc).split()).replace(f"'{path}'", "the file").replace(str(path), "the file")
+    if "not recognized as being in a supported file format" in msg or "not recognised" in msg:
+        return BadInputError(f"{path}: not a vector file GDAL/OGR can read (basins: GeoJSON, GeoPackage, "
+                             "Shapefile or another OGR format; outlets: .csv)")
+    return BadInputError(f"{path}: cannot read as a vector file ({msg.split('; It might help')[0]})")
+
+
+def _undefined_crs(crs: CRS | None) -> bool:
+    """No CRS, or GDAL's stand-ins for one (GeoPackage srs_id 0 / -1)."""
+    return crs is None or crs.name in ("Undefined geographic SRS", "Undefined Cartesian SRS") \
+        or crs.type_name == "Engineering CRS"
+
+
+def _ogr_layer(path: Path, layer: str | None):
+    """``(layer name, pyogrio info, (meta, fids, shapely geometries, field arrays))``."""
+    import pyogrio
+    from pyogrio import raw
+
+    try:
+        layers = [(str(n), g) for n, g in pyogrio.list_layers(path)]
+    except (RuntimeError, OSError, ValueError) as exc:  # pyogrio's DataSourceError is a RuntimeError
+        raise _ogr_error(path, exc) from None
+    have = [n for n, g in layers if g is not None] or [n for n, _ in layers]
+    if layer is not None:
+        if layer not in (n for n, _ in layers):
+            raise BadInputError(f"{path}: has no layer {layer!r} (layers: {', '.join(have) or 'none'})")
+    elif len(have) != 1:
+        raise BadInputError(f"{path}: need exactly one polygon layer (or `layer`), found: {', '.join(have) or 'none'}")
+    else:
+        layer = have[0]
+    try:
+        info = pyogrio.read_info(path, layer=layer)
+        meta, fids, wkb, values = raw.read(path, layer=layer, return_fids=True)
+        if wkb is None:
+            raise BadInputError(f"{path}: layer {layer!r} has no geometries (a table, not polygons)")
+        geoms = shapely.from_wkb(wkb)
+    except (RuntimeError, OSError, ValueError, shapely.errors.GEOSException) as exc:
+        raise _ogr_error(path, exc) from None
+    return layer, info, (meta, fids, geoms, values)
+
+
+def _read_ogr(path: Path, layer: str | None) -> tuple[list[dict], CRS]:
+    """Polygon basins from any vector format OGR reads (Shapefile, GeoPackage, ...), via pyogrio."""
+    if path.suffix.lower() == ".shp":
+        _check_shapefile(path)
+    elif path.is_file() and _head(path, 64).lstrip().lower().startswith(_HTML):
+        raise BadInputError(f"{path}: is an HTML page, not a vector file (a failed download?)")
+    with warnings.catch_warnings(record=True) as caught:  # GDAL's warnings: logged below, naming the file
+        warnings.simplefilter("always")
+        layer, info, (meta, fids, geoms, values) = _ogr_layer(path, layer)
+    for msg in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+        log.warning("%s: GDAL: %s", path, msg)
+    fields = [str(f) for f in meta["fields"]]
+    id_field = next((f for f in (_lookup(fields, k) for k in ID_FIELDS) if f is not None), None)
+    if id_field is not None:
+        ids = values[fields.index(id_field)]
+    elif info.get("fid_column") and info["fid_column"].lower() == "id":  # a GeoPackage keyed by "id"
+        ids = fids
+    else:
+        raise BadInputError(f"{path}: layer {layer!r} has no 'id' field (nor HYBAS_ID or grdc_no); "
+                            f"fields: {', '.join(fields) or 'none'}")
+    def py(v):  # NumPy scalars as Python values
+        return v.item() if isinstance(v, np.generic) else v
+
+    out = []
+    for n in range(len(geoms)):
+        props = {f: py(v[n]) for f, v in zip(fields, values, strict=True)}
+        out.append(_item(path, py(ids[n]), geoms[n], props))
+    crs = None if meta["crs"] is None else _crs_or_error(meta["crs"], path)
+    if _undefined_crs(crs):
+        bounds = shapely.total_bounds(geoms) if len(geoms) else np.full(4, np.nan)
+        minx, miny, maxx, maxy = (float(v) for v in bounds)
+        if not (-180 <= minx <= maxx <= 360 and -90 <= miny <= maxy <= 90):
+            raise BadInputError(f"{path}: has no CRS and its coordinates ({minx:.6g}..{maxx:.6g}, {miny:.6g}.."
+                                f"{maxy:.6g}) are not lon/lat; add the .prj (or the layer's CRS) to the file")
+        log.warning("%s: no CRS; the coordinates are within lon/lat bounds, read as WGS84 lon/lat (EPSG:4326)",
+                    path)
+        crs = CRS.from_user_input("OGC:CRS84")
     return out, crs
 
 
@@ -486,7 +573,7 @@ def _read_outlets_csv(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise BadInputError(f"{path}: outlets CSV is not UTF-8 text") from None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [ln for ln in text.splitlines(keepends=True) if ln.strip() and not ln.lstrip().startswith("#")]
     reader = csv.DictReader(lines)
     fields = {f.strip().lower(): f for f in (reader.fieldnames or [])}
     missing = [k for k in ("id", "lon", "lat") if k not in fields]
@@ -494,7 +581,7 @@ def _read_outlets_csv(path: Path) -> list[dict]:
         raise BadInputError(f"{path}: outlets CSV needs columns id,lon,lat (missing: {', '.join(missing)})")
     out = []
     for n, row in enumerate(reader, start=2):
-        bid = check_id((row.get(fields["id"]) or "").strip(), path)
+        bid = check_basin_id((row.get(fields["id"]) or "").strip(), path)
         try:
             lon, lat = float(row[fields["lon"]]), float(row[fields["lat"]])
             area = row.get(fields["area_km2"]) if "area_km2" in fields else None
@@ -509,20 +596,22 @@ def _read_outlets_csv(path: Path) -> list[dict]:
 
 
 def _kind(path: Path) -> str:
+    """"geojson", "csv" or "ogr" (everything else) from the suffix; a file without one is sniffed."""
     suf = path.suffix.lower()
     if suf in (".geojson", ".json"):
         return "geojson"
-    if suf == ".gpkg":
-        return "gpkg"
     if suf in (".csv", ".txt"):
         return "csv"
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if head.startswith(b"SQLite format 3"):
-        return "gpkg"
+    if suf or path.is_dir():
+        return "ogr"
+    head = _head(path, 512)
     if head.lstrip().startswith(b"{"):
         return "geojson"
-    return "csv"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "ogr"
+    return "ogr" if "\x00" in text or text.lstrip().startswith("<") else "csv"
 
 
 def _finish(b: Basin, grid: GridSpec, path) -> Basin:
@@ -620,15 +709,18 @@ def _delineate(items: list[dict], grid: GridSpec, routing, path, min_area_km2: f
 
 def read_basins(path, grid: GridSpec, flwdir_info=None, *, min_area_km2: float = 10.0,
                 snap_radius_cells: int = 3, layer: str | None = None) -> list[Basin]:
-    """Basins from a GeoJSON / GeoPackage of polygons or an outlets CSV, onto ``grid``.
+    """Basins from polygons (GeoJSON, Shapefile, GeoPackage or any OGR format) or an outlets CSV.
 
-    ``flwdir_info``: :class:`hydrocast.sources.dem.FlowRouting` of the DEM (required for an outlets
+    ``layer``: the layer of a multi-layer OGR source. Missing file: MissingInputError; anything
+    wrong in it: BadInputError naming it (see the module docstring).
+
+    ``flwdir_info``: :class:`hydrocast.terrain.FlowRouting` of the DEM (required for an outlets
     CSV; for polygons it gives DEM flow distances instead of straight lines). Each basin gets its
     fraction, areas and flow distance (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MissingInputError(f"{path}: basins file does not exist")
-    if path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0:
         raise BadInputError(f"{path}: basins file is empty")
     kind = _kind(path)
     if kind == "csv":
@@ -640,7 +732,7 @@ def read_basins(path, grid: GridSpec, flwdir_info=None, *, min_area_km2: float =
             raise BadInputError(f"{path}: an outlets CSV needs a DEM to delineate the basins (add a `dem` source)")
         basins = _delineate(items, grid, flwdir_info, path, float(min_area_km2), int(snap_radius_cells))
     else:
-        items, crs = _read_geojson(path) if kind == "geojson" else _read_gpkg(path, layer)
+        items, crs = _read_geojson(path) if kind == "geojson" else _read_ogr(path, layer)
         if not items:
             raise BadInputError(f"{path}: no basins in the file")
         _check_unique([i["id"] for i in items], path)
@@ -649,12 +741,14 @@ def read_basins(path, grid: GridSpec, flwdir_info=None, *, min_area_km2: float =
             geom = _polygonal(it["geometry"], path, it["id"])
             poly = reproject_geometry(geom, crs, grid.crs)
             outlet_ll = outlet_xy = None
-            props = it["props"]
-            if props.get("outlet_lon") is not None and props.get("outlet_lat") is not None:
+            lon, lat = _prop(it["props"], "outlet_lon"), _prop(it["props"], "outlet_lat")
+            if not _missing(lon) and not _missing(lat):
                 try:
-                    outlet_ll = (float(props["outlet_lon"]), float(props["outlet_lat"]))
+                    outlet_ll = (float(lon), float(lat))
                 except (TypeError, ValueError):
                     raise BadInputError(f"{path}: basin {it['id']!r}: outlet_lon/outlet_lat are not numbers") from None
+                if not all(math.isfinite(v) for v in outlet_ll):
+                    raise BadInputError(f"{path}: basin {it['id']!r}: outlet_lon/outlet_lat are not finite")
                 outlet_xy = Transformer.from_crs(_WGS84, grid.crs, always_xy=True).transform(*outlet_ll)
             b = Basin(id=it["id"], name=it["name"], outlet_lonlat=outlet_ll, outlet_xy=outlet_xy,
                       area_km2=float("nan"), polygon=poly, source_file=str(path))

@@ -1,22 +1,30 @@
 """The project file ``hydrocast.toml`` as one validated object.
 
 Validation is strict: an unknown key, a missing required key or a wrong type is a
-:class:`~hydrocast.errors.ConfigError` naming the file, the section and the key. Relative paths are
-relative to the folder holding the config file. Every key is documented in README.md
-("Configuration reference"); :data:`SOURCE_KEYS` lists the keys each source kind accepts.
+:class:`~hydrocast.errors.ConfigError` naming the file, the section and the key. The ``[grid]`` is
+checked here too (finite bounds, west < east, south < north, a whole number of cells, a positive
+resolution, a CRS pyproj knows, an existing template raster), so every command refuses an invalid
+grid at load time. Relative paths are relative to the folder holding the config file.
+
+Every key is documented in README.md ("Configuration reference") and in :data:`KEY_DOCS` /
+:data:`SOURCE_OPTION_DOCS`, from which :func:`starter_toml` writes the commented file of
+``hydrocast init``; :data:`SOURCE_KEYS` lists the keys each source kind accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import math
 import os
+import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, MissingInputError
+from .errors import ConfigError, HydrocastError, MissingInputError
 
 #: Keys a ``[[sources]]`` table may have, per ``kind`` (on top of name, kind, paths).
 SOURCE_KEYS: dict[str, dict[str, type | tuple]] = {
@@ -110,8 +118,7 @@ class Config:
 
     def resolve(self, p: str | Path) -> Path:
         """A path from the config, made absolute relative to the config file's folder."""
-        p = Path(p).expanduser()
-        return Path(os.path.normpath(p if p.is_absolute() else (self.root / p)))
+        return _resolve(self.root, p)
 
     def grid_spec(self):
         """The :class:`~hydrocast.grid.GridSpec` the config describes."""
@@ -130,6 +137,16 @@ class Config:
     def where(self, section: str, key: str | None = None) -> str:
         name = str(self.path) if self.path else "config"
         return f"{name}: [{section}]" + (f" {key}" if key else "")
+
+
+#: The config's sections (``[[sources]]`` aside) and the dataclass each one fills.
+SECTIONS: dict[str, type] = {"grid": GridConfig, "cube": CubeConfig, "basins": BasinsConfig,
+                             "discharge": DischargeConfig, "train": TrainConfig}
+
+
+def _resolve(root: Path, p: str | Path) -> Path:
+    p = Path(p).expanduser()
+    return Path(os.path.normpath(p if p.is_absolute() else (root / p)))
 
 
 # -- loading and validation --------------------------------------------------------------------
@@ -247,21 +264,68 @@ def _sources(tables: Any, where: str) -> list[SourceConfig]:
     return out
 
 
+def _check_grid(grid: GridConfig, name: str, root: Path) -> None:
+    """Refuse a ``[grid]`` that cannot describe a grid (see the module docstring)."""
+    w = f"{name}: [grid]"
+    if grid.template is not None:
+        if grid.bounds is not None or grid.resolution is not None:
+            raise ConfigError(f"{w} template: give either `template` or `bounds` and `resolution`, not both")
+        template = _resolve(root, grid.template)
+        if not template.is_file():
+            raise ConfigError(f"{w} template: {template}: no such raster file")
+        from .grid import GridSpec
+
+        try:  # a raster without a CRS, rotated or unreadable: BadInputError (65)
+            GridSpec.from_template(template)
+        except HydrocastError as exc:
+            raise type(exc)(f"{w} template: {exc}") from None
+        return
+    if grid.bounds is None or grid.resolution is None:
+        raise ConfigError(f"{w}: needs `bounds` and `resolution`, or `template`")
+    if len(grid.bounds) != 4:
+        raise ConfigError(f"{w} bounds must be [west, south, east, north], got {grid.bounds}")
+    if not all(math.isfinite(v) for v in grid.bounds):
+        raise ConfigError(f"{w} bounds must be finite numbers, got {grid.bounds}")
+    if not math.isfinite(grid.resolution) or grid.resolution <= 0:
+        raise ConfigError(f"{w} resolution must be a positive number, got {grid.resolution}")
+    west, south, east, north = grid.bounds
+    if west >= east:
+        raise ConfigError(f"{w} bounds: west ({west:g}) must be less than east ({east:g})")
+    if south >= north:
+        raise ConfigError(f"{w} bounds: south ({south:g}) must be less than north ({north:g})")
+    from pyproj import CRS
+
+    try:
+        crs = CRS.from_user_input(grid.crs)
+    except Exception:  # noqa: BLE001 - pyproj raises CRSError (or TypeError for odd input)
+        raise ConfigError(f"{w} crs: {grid.crs!r} is not a CRS pyproj understands "
+                          "(an EPSG code such as \"EPSG:4326\", WKT or a PROJ string)") from None
+    if crs.is_geographic and (south < -90 or north > 90 or east - west > 360):
+        raise ConfigError(f"{w} bounds {grid.bounds} are not on the globe "
+                          "(latitudes -90..90, at most 360 degrees of longitude)")
+    from .grid import GridSpec
+
+    try:  # the one rule for "a whole number of cells" is GridSpec's
+        GridSpec.from_bounds(crs, tuple(grid.bounds), grid.resolution)
+    except ConfigError as exc:
+        msg = " ".join(str(exc).split())
+        raise ConfigError(f"{name}: " + ("[grid] " + msg[5:] if msg.startswith("grid.") else msg)) from None
+
+
 def parse(data: dict, path: Path | None = None, root: Path | None = None) -> Config:
-    """Validate a config already read from TOML (``path`` only names it in errors)."""
+    """Validate a config already read from TOML. ``path`` names it in errors; ``root`` (default: the
+    folder of ``path``, else the current folder) anchors relative paths, e.g. the grid template."""
     name = str(path) if path else "config"
-    known = {"grid", "sources", "cube", "basins", "discharge", "train"}
+    known = {"sources", *SECTIONS}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{name}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    root = root if root is not None else (path.parent if path else Path.cwd())
     grid = _section(GridConfig, data.get("grid", {}), f"{name}: [grid]")
-    if grid.bounds is not None and len(grid.bounds) != 4:
-        raise ConfigError(f"{name}: [grid] bounds must be [west, south, east, north]")
-    if grid.template is None and (grid.bounds is None or grid.resolution is None):
-        raise ConfigError(f"{name}: [grid] needs `bounds` and `resolution`, or `template`")
+    _check_grid(grid, name, root)
     cfg = Config(
         path=path,
-        root=root if root is not None else (path.parent if path else Path.cwd()),
+        root=root,
         grid=grid,
         sources=_sources(data.get("sources", []), name),
         cube=_section(CubeConfig, data.get("cube", {}), f"{name}: [cube]"),
@@ -296,3 +360,210 @@ def load(path: str | Path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     return parse(data, path)
+
+
+# -- documentation of every key, and the starter file of `hydrocast init` ------------------------
+
+@dataclass(frozen=True)
+class KeyDoc:
+    """What a key means, and the value the starter file shows for it.
+
+    ``example`` is shown where the default is None (and for ``active`` keys); otherwise the
+    default is shown. ``active`` keys are live settings in the starter file, the others are
+    commented out (``#key = value``)."""
+
+    meaning: str
+    example: Any = None
+    active: bool = False
+
+
+#: One line about each section, for the starter file.
+SECTION_DOCS: dict[str, str] = {
+    "grid": "The common grid every source is regridded onto: crs + bounds + resolution, or a template raster.",
+    "sources": "One [[sources]] table per input product (its `kind` decides which other keys it takes).",
+    "cube": "The data cube: one daily CF-1.8 NetCDF file that ingest appends to.",
+    "basins": "The basins whose outlets are forecast.",
+    "discharge": "Observed discharge of the gauged basins (training targets, evaluation).",
+    "train": "Training periods, the forecast horizon, the network's size and the optimiser.",
+}
+
+#: Meaning (and starter value) of every key of the dataclass sections (tests check both ways).
+KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
+    "grid": {
+        "crs": KeyDoc("CRS of the common grid: any CRS pyproj understands (EPSG code, WKT, PROJ string).",
+                      active=True),
+        "bounds": KeyDoc("west, south, east, north, in the grid CRS; a whole number of cells wide and high.",
+                         [24.0, 60.0, 25.6, 61.6], active=True),
+        "resolution": KeyDoc("Cell size in grid CRS units (here 0.05 degree: 32 x 32 cells).", 0.05, active=True),
+        "template": KeyDoc("Instead of bounds and resolution: a raster whose CRS, bounds and cells are used.",
+                           "raw/dem/dem.tif"),
+    },
+    "cube": {
+        "path": KeyDoc("The data cube file.", active=True),
+        "chunk_days": KeyDoc("Days read and regridded at a time (memory stays flat)."),
+        "margin_cells": KeyDoc("Margin (in grid cells) kept around the region when clipping raw files."),
+    },
+    "basins": {
+        "path": KeyDoc("GeoJSON polygons with an \"id\" property, or a CSV id,lon,lat of outlets.",
+                       "basins/basins.geojson", active=True),
+        "min_area_km2": KeyDoc("Outlets are snapped to the nearest cell draining at least this area (km2)."),
+    },
+    "discharge": {
+        "path": KeyDoc("Discharge observations: CSV basin_id,date,discharge (m3/s); GRDC and CAMELS files too.",
+                       "discharge/discharge.csv", active=True),
+        "format": KeyDoc("csv, grdc, camels or auto (guessed from the file)."),
+    },
+    "train": {
+        "model_dir": KeyDoc("The model artefact (a folder: model.json + model.safetensors).", active=True),
+        "train_period": KeyDoc("[start, end]: normalisation statistics and gradients come from it only.",
+                               ["2015-01-01", "2018-12-31"], active=True),
+        "validation_period": KeyDoc("[start, end]: early stopping and the learning-rate schedule.",
+                                    ["2019-01-01", "2019-12-31"], active=True),
+        "test_period": KeyDoc("[start, end]: the default `evaluate --period` (touched only by evaluate).",
+                              ["2020-01-01", "2020-12-31"], active=True),
+        "lead_days": KeyDoc("Forecast lead days 1..H.", active=True),
+        "inputs": KeyDoc("Dynamic cube variables fed to the network (default: all of them).",
+                         ["precipitation", "soil_moisture"]),
+        "warmup_days": KeyDoc("Days of inputs before the first scored day (the model's spin-up, also at prediction)."),
+        "window_days": KeyDoc("Days per training sequence (the loss covers window_days - warmup_days)."),
+        "hidden": KeyDoc("ConvLSTM width (hidden channels); e.g. 64 for a real region on a GPU."),
+        "depth": KeyDoc("Stacked ConvLSTM layers."),
+        "kernel": KeyDoc("Convolution kernel size (odd)."),
+        "epochs": KeyDoc("Maximum epochs (`train --epochs` overrides it)."),
+        "batch_size": KeyDoc("Sequences per optimiser step."),
+        "learning_rate": KeyDoc("AdamW learning rate (halved after 2 epochs without progress)."),
+        "weight_decay": KeyDoc("AdamW weight decay."),
+        "patience": KeyDoc("Early stop after this many epochs without a better validation NSE."),
+        "grad_clip": KeyDoc("Gradient norm clipping."),
+        "seed": KeyDoc("Random seed (`train --seed` overrides it)."),
+        "device": KeyDoc("auto (a GPU when there is one), cpu, cuda or cuda:N (`train --device` overrides it)."),
+        "max_minutes": KeyDoc("Stop training after this many minutes (0: no limit)."),
+    },
+}
+
+#: Keys every ``[[sources]]`` table has.
+SOURCE_DOCS: dict[str, KeyDoc] = {
+    "name": KeyDoc("The variable's name in the cube (letters, digits, _)."),
+    "kind": KeyDoc("imerg | esacci_sm | dem | netcdf | geotiff."),
+    "paths": KeyDoc("Globs of the input files (** allowed), relative to this file's folder."),
+}
+
+_RESAMPLING_DOC = KeyDoc("GDAL resampling onto the grid: average (area-weighted, conserves totals), "
+                         "bilinear, nearest, cubic, max, min, med, sum or mode.", "average")
+_FRACTION_DOC = KeyDoc("Sub-daily data: a day (or a cell) with fewer valid steps than this fraction is left "
+                       "missing, not under-counted.", 0.9)
+_STEP_DOC = KeyDoc("The interval of one value, e.g. \"1h\" (default: from the time bounds or the spacing "
+                   "of the time coordinate).", "1h")
+_LABEL_DOC = KeyDoc("What a time stamp without bounds marks: \"start\" or \"end\" (ERA5 accumulations: end).",
+                    "start")
+_CRS_DOC = KeyDoc("CRS when the file has none (a file whose CRS differs is rejected).", "EPSG:4326")
+_QUANTITY_DOC = KeyDoc("\"precipitation\" (converted to mm/day) or \"soil_moisture\" (any other value: "
+                       "no conversion).", "precipitation")
+
+#: Meaning (and starter value) of every per-kind key of :data:`SOURCE_KEYS` (tests check both ways).
+SOURCE_OPTION_DOCS: dict[str, dict[str, KeyDoc]] = {
+    "imerg": {
+        "variable": KeyDoc("Override the variable (default: precipitationCal in V06, precipitation in V07; "
+                           "probabilityLiquidPrecipitation for the phase).", "precipitation"),
+        "min_valid_fraction": _FRACTION_DOC,
+        "resampling": _RESAMPLING_DOC,
+    },
+    "esacci_sm": {
+        "flag_mask": KeyDoc("sm is kept where flag & flag_mask == 0 (63 = bits 1-32; the barren-ground "
+                            "advisory bit 64 is kept).", 63),
+        "porosity": KeyDoc("Converts an ACTIVE product (percent of saturation) to m3 m-3; without it ACTIVE "
+                           "files are rejected (no default).", 0.45),
+        "resampling": _RESAMPLING_DOC,
+    },
+    "dem": {"resampling": _RESAMPLING_DOC},
+    "netcdf": {
+        "variable": KeyDoc("The variable to read (required).", "tp", active=True),
+        "crs": _CRS_DOC,
+        "units": KeyDoc("Units when the file has none (overrides the file's units).", "m"),
+        "quantity": _QUANTITY_DOC,
+        "resampling": _RESAMPLING_DOC,
+        "min_valid_fraction": _FRACTION_DOC,
+        "step": _STEP_DOC,
+        "time_label": KeyDoc(_LABEL_DOC.meaning, "end"),
+    },
+    "geotiff": {
+        "crs": _CRS_DOC,
+        "units": KeyDoc("Units of the values (default: none).", "mm"),
+        "quantity": _QUANTITY_DOC,
+        "date_format": KeyDoc("strptime pattern of the date in the file name (without it the raster is "
+                              "static).", "%Y%m%d", active=True),
+        "band": KeyDoc("Band to read (required for multi-band files).", 1),
+        "resampling": _RESAMPLING_DOC,
+        "min_valid_fraction": _FRACTION_DOC,
+        "step": KeyDoc("The interval of one raster.", "1D"),
+        "time_label": _LABEL_DOC,
+        "nodata": KeyDoc("Overrides the file's nodata value.", -9999.0),
+    },
+}
+
+#: The ``[[sources]]`` tables of the starter file: (name, kind, paths, live or commented out).
+STARTER_SOURCES: list[tuple[str, str, list[str], bool]] = [
+    ("precipitation", "imerg", ["raw/imerg/*.HDF5", "raw/imerg/*.nc4"], True),
+    ("soil_moisture", "esacci_sm", ["raw/esacci/*.nc"], True),
+    ("dem", "dem", ["raw/dem/dem.tif"], True),
+    ("era5_precipitation", "netcdf", ["raw/era5/*.nc"], False),
+    ("evaporation", "geotiff", ["raw/evaporation/*.tif"], False),
+]
+
+
+def _toml_value(v: Any) -> str:
+    """``v`` (str, Path, bool, number, date or a list of them) as a TOML value."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (str, Path, dt.date)):
+        return json.dumps(v.isoformat() if isinstance(v, dt.date) else str(v))  # JSON escapes are TOML's
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def _comment(text: str) -> list[str]:
+    return textwrap.wrap(text, width=96, initial_indent="# ", subsequent_indent="# ")
+
+
+def _setting(key: str, value: Any, doc: KeyDoc, live: bool, seen: set) -> list[str]:
+    """The lines of one key: its meaning (the first time it is met), then ``key = value``."""
+    lines = [] if (key, doc.meaning) in seen else _comment(doc.meaning)
+    seen.add((key, doc.meaning))
+    return [*lines, f"{'' if live else '#'}{key} = {_toml_value(value)}"]
+
+
+def starter_toml() -> str:
+    """The commented ``hydrocast.toml`` that ``hydrocast init`` writes: every section and key,
+    with its meaning; live settings form a valid example (it loads as is), the optional keys are
+    commented out (``#key = value``) at their default (or an example where there is none)."""
+    from . import __version__
+
+    out = [f"# hydrocast project file, written by `hydrocast init` (hydrocast {__version__}).",
+           "# Live lines are a working example to edit; lines such as `#chunk_days = 31` show an optional key",
+           "# at its default (or an example value): remove the `#` to set it. Relative paths are relative to",
+           "# this file's folder. Every key is explained in README.md, \"Configuration reference\".", ""]
+    seen: set = set()
+    for section in ("grid", "sources", "cube", "basins", "discharge", "train"):
+        if section == "sources":
+            out += _comment(f"---- [[sources]]: {SECTION_DOCS['sources']}") + [""]
+            for i, (name, kind, paths, live) in enumerate(STARTER_SOURCES):
+                if not live and STARTER_SOURCES[i - 1][3]:
+                    out += _comment("Other kinds: remove the `#` of every line of a table to use it.") + [""]
+                out.append(f"{'' if live else '#'}[[sources]]")
+                for key, value in (("name", name), ("kind", kind), ("paths", paths)):
+                    out += _setting(key, value, SOURCE_DOCS[key], live, seen)
+                for key, doc in SOURCE_OPTION_DOCS[kind].items():
+                    out += _setting(key, doc.example, doc, live and doc.active, seen)
+                out.append("")
+            continue
+        out += _comment(f"---- [{section}]: {SECTION_DOCS[section]}") + [f"[{section}]"]
+        for f in dataclasses.fields(SECTIONS[section]):
+            doc = KEY_DOCS[section][f.name]
+            default = f.default
+            value = doc.example if (doc.active and doc.example is not None) or default is None else default
+            out += _setting(f.name, value, doc, doc.active, seen)
+        out.append("")
+    return "\n".join(out)

@@ -25,28 +25,33 @@ dynamic variables            float32 (time, y, x), NaN = missing, zlib + shuffle
                              but the day was left missing (e.g. too few half-hours).
 static variables             float32 (y, x): ``elevation``, ``slope``, ``upstream_area`` ... from
                              the DEM source (see hydrocast.sources.dem)
-global attributes            ``Conventions = "CF-1.8"``, ``hydrocast_version``, ``hydrocast_grid``
-                             (JSON GridSpec), ``hydrocast_dynamic`` / ``hydrocast_static`` (JSON
-                             lists of names), ``hydrocast_static_source`` (DEM file signature),
-                             ``history``
+global attributes            ``Conventions = "CF-1.8, ACDD-1.3"`` and the ACDD discovery set of
+                             :mod:`hydrocast.acdd` (summary, license, creator, geospatial and
+                             time coverage, ``date_created`` ...), ``hydrocast_version``,
+                             ``hydrocast_grid`` (JSON GridSpec), ``hydrocast_dynamic`` /
+                             ``hydrocast_static`` (JSON lists of names),
+                             ``hydrocast_static_source`` (DEM file signature), ``history``.
+                             Every variable but ``time_bnds`` and ``crs`` has
+                             ``coverage_content_type`` (dynamic: ``physicalMeasurement``, static
+                             and ``*_source``: ``auxiliaryInformation``, unless the attrs say)
 ============================ =====================================================================
 
 The cube is only ever replaced whole: :class:`CubeWriter` writes a temporary file in the same
 folder, fsyncs it and ``os.replace``-s it over the old one, so a run killed at any moment leaves
-the previous cube readable and complete.
+the previous cube readable and complete. A failed write (a full disk) is a one-line
+DiskFullError naming the cube (exit 74); the old cube stays.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, acdd, fsio
 from .errors import BadInputError
 from .grid import GridSpec
 
@@ -135,19 +140,45 @@ def _xy_attrs(grid: GridSpec) -> tuple[dict, dict]:
             {"standard_name": "projection_y_coordinate", "long_name": "y of cell centre", "units": unit, "axis": "Y"})
 
 
+def _writes(method):
+    """A writing method of :class:`CubeWriter`: a write failure becomes a one-line error naming the
+    cube (:func:`hydrocast.fsio.write_errors`: disk full → DiskFullError, exit 74), and any failure
+    removes the temporary file at once (the old cube stays as it was)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException as exc:
+            # translated before the temporary file is dropped: the check for a full disk must see it
+            path = getattr(self, "path", None)
+            err = fsio.translate_write_error(exc, path) if path is not None and isinstance(exc, Exception) else None
+            self.abort()
+            if err is None:
+                raise
+            raise err from exc
+    return wrapper
+
+
 class CubeWriter:
     """Writes a complete new cube to a temporary file beside ``path``; :meth:`commit` replaces.
 
     Use as a context manager: leaving the block without :meth:`commit` removes the temporary
-    file and leaves the old cube untouched."""
+    file and leaves the old cube untouched. The temporary file (``.<name>.<pid>.tmp``) lives for
+    the whole ingest; the leftovers of killed runs are removed when a writer starts. A write that
+    fails (a full disk: netCDF4 reports "NetCDF: HDF error") raises DiskFullError naming the cube."""
 
+    @_writes
     def __init__(self, path: Path, grid: GridSpec, days: np.ndarray, dynamic: dict[str, dict],
-                 static: dict[str, dict], chunk_days: int = 32):
+                 static: dict[str, dict], chunk_days: int = 32, *, institution: str | None = None,
+                 global_attrs: dict | None = None):
+        """``institution`` and ``global_attrs`` (extra global attributes, e.g. ``creator_email``)
+        go into the ACDD discovery attributes (:mod:`hydrocast.acdd`)."""
         import netCDF4
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fsio.clean_stale(self.path.parent, self.path.name)
+        self.tmp = fsio.tmp_path(self.path)
         self.days = np.asarray(days, dtype="datetime64[D]")
         self.dynamic, self.static = dynamic, static
         self.ds = ds = netCDF4.Dataset(self.tmp, "w", format="NETCDF4")
@@ -158,17 +189,17 @@ class CubeWriter:
         ds.createDimension("nv", 2)
         t = ds.createVariable("time", "i4", ("time",))
         t.setncatts({"standard_name": "time", "long_name": "start of day (UTC)", "units": TIME_UNITS,
-                     "calendar": "standard", "axis": "T", "bounds": "time_bnds"})
+                     "calendar": "standard", "axis": "T", "bounds": "time_bnds", "coverage_content_type": "coordinate"})
         ti = days_to_int(self.days)
         t[:] = ti
         tb = ds.createVariable("time_bnds", "i4", ("time", "nv"))
         tb[:] = np.stack([ti, ti + 1], axis=1) if nt else np.zeros((0, 2), "i4")
         xa, ya = _xy_attrs(grid)
         x = ds.createVariable("x", "f8", ("x",))
-        x.setncatts(xa)
+        x.setncatts({**xa, "coverage_content_type": "coordinate"})
         x[:] = grid.x
         y = ds.createVariable("y", "f8", ("y",))
-        y.setncatts(ya)
+        y.setncatts({**ya, "coverage_content_type": "coordinate"})
         y[:] = grid.y
         crs = ds.createVariable("crs", "i4", ())
         crs.setncatts(_grid_mapping_attrs(grid))
@@ -176,31 +207,45 @@ class CubeWriter:
         for name, attrs in dynamic.items():
             v = ds.createVariable(name, "f4", ("time", "y", "x"), zlib=True, complevel=4, shuffle=True,
                                   chunksizes=chunks, fill_value=np.float32(np.nan))
-            v.setncatts({**{k: val for k, val in attrs.items() if k != "_FillValue"}, "grid_mapping": "crs"})
+            v.setncatts({"coverage_content_type": "physicalMeasurement",
+                         **{k: val for k, val in attrs.items() if k != "_FillValue"}, "grid_mapping": "crs"})
             p = ds.createVariable(f"{name}_source", str, ("time",))
-            p.setncatts({"long_name": f"provenance of each day of {name}: run, files, signature"})
+            p.setncatts({"long_name": f"provenance of each day of {name}: run, files, signature",
+                         "coverage_content_type": "auxiliaryInformation"})
         for name, attrs in static.items():
             v = ds.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4, shuffle=True,
                                   fill_value=np.float32(np.nan))
-            v.setncatts({**{k: val for k, val in attrs.items() if k != "_FillValue"}, "grid_mapping": "crs"})
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ds.setncatts({
-            "Conventions": "CF-1.8",
-            "title": "hydrocast data cube: daily gridded forcing and static terrain layers",
-            "source": f"hydrocast {__version__} ingest",
-            "history": f"{now} written by hydrocast {__version__}",
-            "hydrocast_version": __version__,
-            "hydrocast_grid": json.dumps(grid.to_dict()),
-            "hydrocast_dynamic": json.dumps(list(dynamic)),
-            "hydrocast_static": json.dumps(list(static)),
-            "hydrocast_static_source": "",
-        })
+            v.setncatts({"coverage_content_type": "auxiliaryInformation",
+                         **{k: val for k, val in attrs.items() if k != "_FillValue"}, "grid_mapping": "crs"})
+        span = f"{self.days[0]}..{self.days[-1]}" if nt else "no days yet"
+        ds.setncatts(acdd.discovery_attrs(
+            title="hydrocast data cube: daily gridded forcing and static terrain layers",
+            summary=(f"Daily gridded inputs of the hydrocast river discharge forecaster on its "
+                     f"{grid.width}x{grid.height} grid ({grid.crs.name}), UTC days {span}: "
+                     f"{', '.join(dynamic) or 'no dynamic variable'}; static layers: {', '.join(static) or 'none'}. "
+                     "Daily aggregates of the input products, regridded; the input of hydrocast train, predict "
+                     "and evaluate."),
+            keywords="precipitation, soil moisture, terrain, elevation, hydrology, data cube, river discharge "
+                     "forecasting",
+            source=f"hydrocast {__version__} ingest",
+            processing_level="daily aggregates of the input products (e.g. Level-3 satellite products), "
+                             "regridded to the hydrocast grid",
+            comment=("Times are UTC. Day D is [D 00:00, D+1 00:00) UTC: time is its start and time_bnds its "
+                     "start and end; daily totals have cell_methods time: sum, daily means time: mean."),
+            institution=institution, extent=acdd.grid_extent(grid),
+            coverage=acdd.time_coverage(np.stack([self.days, self.days + np.timedelta64(1, "D")], axis=-1)),
+            extra={"hydrocast_grid": json.dumps(grid.to_dict()),
+                   "hydrocast_dynamic": json.dumps(list(dynamic)),
+                   "hydrocast_static": json.dumps(list(static)),
+                   "hydrocast_static_source": ""},
+            attrs=global_attrs))
         self._index = {d: i for i, d in enumerate(self.days)}
 
     # -- writing ---------------------------------------------------------------------------------
     def index_of(self, days) -> np.ndarray:
         return np.array([self._index[np.datetime64(d, "D")] for d in days], dtype=int)
 
+    @_writes
     def write_days(self, name: str, days, data: np.ndarray, provenance: list[str]) -> None:
         """Write ``data`` (n, y, x) for ``days`` (n dates, need not be contiguous)."""
         idx = self.index_of(days)
@@ -219,13 +264,15 @@ class CubeWriter:
                 prov[idx[k]] = provenance[k]
             start = stop
 
+    @_writes
     def write_static(self, name: str, data: np.ndarray) -> None:
         self.ds.variables[name][:] = np.asarray(data, dtype="float32")
 
+    @_writes
     def set_attr(self, key: str, value: str) -> None:
         self.ds.setncattr(key, value)
 
-    def copy_from(self, old: "CubeIndex", skip_static: bool = False, progress=None) -> None:
+    def copy_from(self, old: CubeIndex, skip_static: bool = False, progress=None) -> None:
         """Copy every variable of the old cube into this one, ``chunk`` days at a time."""
         import netCDF4
 
@@ -241,43 +288,41 @@ class CubeWriter:
                     b = min(a + step, len(old.days))
                     block = np.ma.filled(sv[a:b], np.nan).astype("float32")
                     # the old axis maps onto a contiguous run of the new one (both are daily ranges)
-                    dv[pos[a]:pos[b - 1] + 1] = block
                     prov = sp[a:b]
-                    for k in range(b - a):
-                        dp[pos[a] + k] = str(prov[k])
+                    with fsio.write_errors(self.path):  # (reading the old cube is not a write)
+                        dv[pos[a]:pos[b - 1] + 1] = block
+                        for k in range(b - a):
+                            dp[pos[a] + k] = str(prov[k])
                     if progress:
                         progress(b - a)
             if not skip_static:
                 for name in old.static:
                     if name in self.static:
-                        self.ds.variables[name][:] = np.ma.filled(src.variables[name][:], np.nan)
+                        data = np.ma.filled(src.variables[name][:], np.nan)
+                        with fsio.write_errors(self.path):
+                            self.ds.variables[name][:] = data
                 if old.static_source:
-                    self.ds.setncattr("hydrocast_static_source", old.static_source)
+                    self.set_attr("hydrocast_static_source", old.static_source)
 
     # -- finishing -------------------------------------------------------------------------------
+    @_writes
     def commit(self) -> None:
-        self.ds.close()
-        self.ds = None
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.path)
-        try:  # make the rename itself durable
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        """Close the temporary file and publish it as the cube (:func:`hydrocast.fsio.commit`:
+        fsync, ``os.replace``, fsync of the folder)."""
+        ds, self.ds = self.ds, None
+        ds.close()  # HDF5 writes its last chunks and metadata here: a full disk often fails here
+        fsio.commit(self.tmp, self.path)
 
     def abort(self) -> None:
-        if self.ds is not None:
+        """Drop the temporary file (the old cube is untouched). Safe to call more than once."""
+        ds, self.ds = getattr(self, "ds", None), None
+        if ds is not None:
             try:
-                self.ds.close()
-            except Exception:
-                pass
-            self.ds = None
-        self.tmp.unlink(missing_ok=True)
+                ds.close()
+            except (OSError, RuntimeError):  # a close that failed once (disk full) fails again
+                ds = None
+        if getattr(self, "tmp", None) is not None:
+            fsio.discard(self.tmp)
 
     def __enter__(self):
         return self

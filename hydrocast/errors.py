@@ -1,14 +1,20 @@
-"""Errors that reach the user as one line and a distinct exit code (sysexits.h numbers).
+"""Every error that reaches the user: one line, and a distinct exit code (sysexits.h numbers).
 
-| exit | meaning                                                            |
-|------|--------------------------------------------------------------------|
-| 0    | success, also "nothing new to do"                                  |
-| 2    | command-line usage error (Click/Typer)                             |
-| 65   | bad input data (corrupt file, wrong variable, wrong units, ...)    |
-| 66   | missing input (a file or folder that should exist does not)        |
-| 70   | internal error (a bug: please report it)                           |
-| 75   | temporary failure: another run holds the lock, data not there yet  |
-| 78   | configuration error (hydrocast.toml: unknown key, wrong type, ...) |
+This module is the one place that defines error classes and exit codes; the CLI, the README's
+exit-code table and the tests read them from here.
+
+| exit | class                | meaning                                                              |
+|------|----------------------|----------------------------------------------------------------------|
+| 0    |                      | success, also "nothing new to do"                                    |
+| 2    |                      | command-line usage error (Click/Typer)                               |
+| 65   | BadInputError        | bad input data (corrupt file, wrong variable, tampered artefact, ...) |
+| 66   | MissingInputError    | missing input (a file or folder that should exist does not)          |
+| 67   | UnknownBasinError    | a basin id that the model / basins file does not know                |
+| 70   |                      | internal error (a bug: please report it)                             |
+| 73   | OutputError          | cannot create an output (read-only folder, --out is a file, ...)     |
+| 74   | DiskFullError        | I/O error writing a file: disk full, quota exceeded, device error    |
+| 75   | BusyError            | temporary: another run holds the lock, or the data is not there yet  |
+| 78   | ConfigError          | configuration error (hydrocast.toml: unknown key, wrong type, ...)   |
 """
 
 from __future__ import annotations
@@ -17,9 +23,26 @@ EX_OK = 0
 EX_USAGE = 2
 EX_DATAERR = 65
 EX_NOINPUT = 66
+EX_NOUSER = 67
 EX_SOFTWARE = 70
+EX_CANTCREAT = 73
+EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
+
+#: exit code -> short meaning (for ``--help``, ``--json`` and the README)
+EXIT_CODES = {
+    EX_OK: "success (also: nothing new to do)",
+    EX_USAGE: "command-line usage error",
+    EX_DATAERR: "bad input data",
+    EX_NOINPUT: "missing input",
+    EX_NOUSER: "unknown basin id",
+    EX_SOFTWARE: "internal error",
+    EX_CANTCREAT: "cannot create output",
+    EX_IOERR: "I/O error (disk full)",
+    EX_TEMPFAIL: "busy or data not there yet: retry later",
+    EX_CONFIG: "configuration error",
+}
 
 
 class HydrocastError(Exception):
@@ -34,10 +57,32 @@ class BadInputError(HydrocastError):
     exit_code = EX_DATAERR
 
 
+class GridMismatchError(BadInputError):
+    """The cube's grid is not the grid the model (or the config) expects."""
+
+
 class MissingInputError(HydrocastError):
     """An input file or folder does not exist."""
 
     exit_code = EX_NOINPUT
+
+
+class UnknownBasinError(HydrocastError):
+    """A requested basin id is not in the model or in the basins file."""
+
+    exit_code = EX_NOUSER
+
+
+class OutputError(HydrocastError):
+    """An output cannot be created where it was asked for (read-only, a file in the way, ...)."""
+
+    exit_code = EX_CANTCREAT
+
+
+class DiskFullError(HydrocastError):
+    """Writing a file failed for lack of space (or another device error). The message names the file."""
+
+    exit_code = EX_IOERR
 
 
 class BusyError(HydrocastError):

@@ -48,9 +48,11 @@ class EvaluateResult:
     medians: dict = field(default_factory=dict)  # model -> lead -> {nse, kge, ...}
     period: tuple = ()
     n_issue_days: int = 0
+    model_id: str | None = None
 
     def to_json(self) -> dict:
-        return {"hindcast": self.hindcast, "metrics_csv": self.metrics_csv, "period": list(self.period),
+        return {"hindcast": self.hindcast, "metrics_csv": self.metrics_csv, "model_id": self.model_id,
+                "period": list(self.period),
                 "issue_days": self.n_issue_days, "median": self.medians}
 
 
@@ -66,8 +68,9 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     import pandas as pd
 
     from .metrics import doy_climatology, metrics_table
-    from .netcdf import atomic_write_text, hindcast_dataset, write_dataset
-    from .train import discharge_table
+    from .domain import discharge_table
+    from .fsio import atomic_write_text, prepare_out_dir
+    from .netcdf import hindcast_dataset, write_dataset
 
     start, end = parse_period(period, cfg)
     days = fc.reader.days
@@ -76,7 +79,7 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
                             f"({days[0] + fc.warmup} .. {days[-1]})")
     a, b = int((start - days[0]).astype(int)), int((end - days[0]).astype(int))
     basins = fc.basin_set(["all"], basins_path)
-    q_obs = discharge_table(cfg, fc.reader, basins.ids, discharge_path).to_numpy("float64")  # (days, N)
+    q_obs = discharge_table(cfg, fc.reader.days, basins.ids, discharge_path).to_numpy("float64")  # (days, N)
     lead = fc.lead
     res = fc.run(basins, a, b, lumped=True)
     ok = fc.supported()[a:b + 1]
@@ -99,7 +102,7 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
         for l in range(lead):
             lo, hi = a + l + 1, min(b + l + 2, len(days))
             clim[: hi - lo, n, l] = f(index[lo:hi])
-    sims = {"convlstm": to_bt(res["q"]), "lumped_lstm": to_bt(res["q_lumped"]),
+    sims = {"convlstm": to_bt(res["convlstm"].q), "lumped_lstm": to_bt(res["lumped_lstm"].q),
             "persistence": to_bt(persist), "climatology": to_bt(clim)}
     obs_bt = np.transpose(obs, (1, 0, 2))
     leads = list(range(1, lead + 1))
@@ -110,13 +113,12 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
         tables.append(t)
     table = pd.concat(tables, ignore_index=True)
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(Path(out_dir))
     issue_days = days[a:b + 1]
     ds = hindcast_dataset(basins.ids, issue_days, leads, sims["convlstm"], obs_bt,
                           {k: v for k, v in sims.items() if k != "convlstm"},
                           [i["outlet_lon"] for i in basins.info], [i["outlet_lat"] for i in basins.info],
-                          [i["area_km2"] for i in basins.info])
+                          [i["area_km2"] for i in basins.info], model_id=fc.model_id)
     hc = write_dataset(ds, out_dir / "hindcast.nc")
     csv_path = out_dir / "metrics.csv"
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
@@ -124,7 +126,7 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     medians = {m: {int(r["lead_days"]): {k: _f(r[k]) for k in ("nse", "kge", "pbias", "rmse", "peak_timing")}
                    for _, r in med[med["model"] == m].iterrows()} for m in MODELS}
     log(f"hindcast {start}..{end}: {int(ok.sum())} issue days, {N} basins -> {hc}")
-    return EvaluateResult(str(hc), str(csv_path), medians, (str(start), str(end)), int(ok.sum()))
+    return EvaluateResult(str(hc), str(csv_path), medians, (str(start), str(end)), int(ok.sum()), fc.model_id)
 
 
 def _f(x) -> float | None:

@@ -392,13 +392,16 @@ def ingest(cfg: Config, strict: bool = False, progress: Callable | None = None,
     """Run the whole ingest for ``cfg``; see the module docstring."""
     from filelock import FileLock, Timeout
 
+    from . import fsio
+
     grid = cfg.grid_spec()
     cube_path = cfg.resolve(cfg.cube.path)
-    cube_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = cube_path.with_name(cube_path.name + ".lock")
     lock = FileLock(str(lock_path), timeout=0)
     try:
-        lock.acquire()
+        with fsio.write_errors(cube_path):  # a read-only folder: exit 73; no space: 74
+            cube_path.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
     except Timeout:
         raise BusyError(f"{cube_path}: another hydrocast run is writing this cube (lock {lock_path} is held); try later") from None
     try:
@@ -432,7 +435,7 @@ def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
             raise MissingInputError(f"{cfg.path}: [[sources]] {src.name}: no file matches {src.paths}")
         static_sig = _static_signature(files, grid)
         if old is None or old.static_source != static_sig:
-            from .sources import dem as dem_mod
+            from . import terrain as dem_mod  # static layers: hydrocast.terrain
 
             scan, read = get_reader("dem")
             try:

@@ -1,24 +1,61 @@
-"""CF-1.8 NetCDF writers for the forecast products, and the atomic-write helper.
+"""CF-1.8 / ACDD-1.3 NetCDF writers for the forecast products (atomic writes: :mod:`hydrocast.fsio`).
 
 Contract of the three output files (written once, here)
 =======================================================
 
+Time: what a date means
+-----------------------
+hydrocast's days are **UTC calendar days**: the cube's day D holds the IMERG precipitation of
+[D 00:00, D+1 00:00) UTC (the IMERG daily file ``YYYYMMDD-S000000-E235959`` or the 48 half-hours
+starting 00:00 UTC), and a discharge record dated D is taken as the mean over that UTC day
+(GRDC and USGS daily values are local-time days: a shift of a few hours hydrocast does not
+correct).
+
+* **Issue date D**: the last day whose inputs the forecast used. The **data cut-off**, the
+  instant the last input ends, is D+1 00:00 UTC: that is ``forecast_reference_time``.
+  ``issue_date`` (a global attribute of hydrographs and maps, ``"YYYY-MM-DD"``) keeps D.
+* **Lead n** (``lead_time = n`` days, ``standard_name = forecast_period``) is the n-th UTC day
+  after D: the day D+n, the period [reference + (n-1) days, reference + n days), with
+  ``lead_time_bnds = [n-1, n]``.
+* Discharge values are **daily means** over that day: ``cell_methods = "time: mean"``, and
+  ``time_bnds = [D+n 00:00, D+n+1 00:00)`` (in the hindcast, where ``time`` is 2-D:
+  ``forecast_reference_time + lead_time_bnds``).
+* The **valid time** coordinate ``time`` is the **end** of the averaging day, D+n+1 00:00 UTC,
+  so that ``time = forecast_reference_time + lead_time`` exactly (CF's definition of
+  ``forecast_period``: the interval from the reference time to the validity time) and times are
+  whole days (int32). The calendar day a value is for is ``time - 1 day`` (``time_bnds[..., 0]``).
+  This is the convention of GloFAS ``dis24``, whose ``valid_time`` is the end of its 24-hour
+  averaging period: hydrocast ``time`` and GloFAS ``valid_time`` compare **as they are** (GloFAS
+  ``valid_time`` 2020-01-02T00 = mean over 2020-01-01 00–24 UTC = hydrocast ``time``
+  2020-01-02T00, the forecast for valid date 2020-01-01). GloFAS's ``forecast_reference_time``
+  (``time``) is its run time, hydrocast's the end of its inputs' last day; to compare lead by
+  lead, match valid times, not leads.
+* ``last_observation_time`` follows the same rule: the end of the observed day, with bounds.
+* The cube (:mod:`hydrocast.cube`) is not a forecast: its ``time`` is the *start* of each day,
+  with ``time_bnds = [day, day + 1)``.
+
 Common to all three
 -------------------
-* NetCDF-4 files, global attributes ``Conventions = "CF-1.8"``, ``title``, ``source``
-  (``hydrocast <version>``), ``history`` (UTC time of writing), ``hydrocast_version``;
-  optional ``institution``.
+* NetCDF-4 files. Global attributes: the ACDD-1.3 discovery set of :mod:`hydrocast.acdd`
+  (``Conventions = "CF-1.8, ACDD-1.3"``, ``title``, ``summary``, ``keywords``, ``comment`` (the
+  time rule above), ``license``, ``institution``/``creator_*``, ``project``, ``source``,
+  ``processing_level``, ``product_version``, ``history``, ``date_created``, ``id``,
+  ``geospatial_*``, ``time_coverage_*`` = the bounds of the valid days,
+  ``standard_name_vocabulary``), ``hydrocast_version``, ``hydrocast_model_id`` when given.
+  Every variable but the bounds and ``crs`` has ``coverage_content_type``
+  (``modelResult``, ``physicalMeasurement``, ``auxiliaryInformation``, ``coordinate``).
 * Times are never int64 (CF checkers reject it): dates are ``int32`` ``days since 1970-01-01``
   (``calendar = "standard"``), or ``float64`` days where a value is not a whole day; missing
   times are ``_FillValue = -2147483647`` (int32) / NaN (float64). They decode to ``datetime64``.
-* ``lead_time`` is ``int32`` days, ``standard_name = forecast_period``: lead 1 is valid the day
-  after the issue (reference) date. ``valid time = reference + lead``.
+  Bounds variables (``*_bnds``, dimension ``nv``) are data variables, not coordinates.
 * Strings (basin ids) are char arrays ``(n, name_strlen)`` (vlen strings fail CF checkers),
   ``_Encoding = "utf-8"``; xarray decodes them back to ``str``.
 * Discharge is ``float32`` ``m3 s-1``, ``standard_name = water_volume_transport_in_river_channel``,
-  ``_FillValue = NaN`` (NaN = missing).
-* Every file is written atomically (:func:`write_dataset` → :func:`atomic_write`): a temporary
-  ``.<name>.<pid>.tmp`` in the same folder, fsync, ``os.replace``, fsync of the folder.
+  ``cell_methods = "time: mean"``, ``_FillValue = NaN`` (NaN = missing).
+* Every file is written atomically (:func:`write_dataset` → :func:`hydrocast.fsio.atomic_write`,
+  re-exported here with ``atomic_write_text``): a temporary ``.<name>.<pid>.tmp`` in the same
+  folder, fsync, ``os.replace``, fsync of the folder; a full disk is a one-line DiskFullError
+  (exit 74) naming the file, and the old file stays.
 
 Hydrograph forecast (:func:`hydrograph_dataset`)
 ------------------------------------------------
@@ -26,60 +63,70 @@ CF Discrete Sampling Geometry, ``featureType = "timeSeries"`` (orthogonal multid
 representation: all basins share the valid times).
 
 ============================== ==================================================================
-dimensions                     ``station`` (one per basin), ``lead_time``, ``name_strlen``
+dimensions                     ``station`` (one per basin), ``lead_time``, ``name_strlen``, ``nv``
 ``basin_id`` (station)         char array, ``cf_role = "timeseries_id"``
 ``lat``, ``lon`` (station)     outlet position, degrees north / east (float64)
 ``basin_area`` (station)       float64 km2
 ``basin_name`` (station)       char array, only where names were given
-``forecast_reference_time``    scalar: the issue date (last day with input data)
-``lead_time`` (lead_time)      int32 days, ``forecast_period``
-``time`` (lead_time)           valid date of each lead, auxiliary coordinate, ``standard_name time``,
-                               ``axis = T`` (marks it as the feature's time for checkers)
-``discharge``                  float32 (station, lead_time) m3 s-1,
+``forecast_reference_time``    scalar: the data cut-off, issue date + 1 day, 00:00 UTC
+``lead_time`` (lead_time)      int32 days, ``forecast_period``, bounds ``lead_time_bnds``
+``time`` (lead_time)           valid time = end of the lead's day, auxiliary coordinate,
+                               ``standard_name time``, ``axis = T`` (marks it as the feature's
+                               time for checkers), bounds ``time_bnds`` (lead_time, nv)
+``discharge``                  float32 (station, lead_time) m3 s-1, daily mean,
                                ``coordinates = "time lat lon basin_id basin_area [basin_name]
                                forecast_reference_time"`` (station metadata are auxiliary
                                coordinates, so xarray reads them as coordinates)
-``last_observed_discharge``    float32 (station): the last observed discharge (NaN: ungauged or
-                               no observation), its date in ``last_observation_time`` (station)
-``last_observation_time``      (station) date, fill value where there is none
+``last_observed_discharge``    float32 (station): the last observed daily mean discharge (NaN:
+                               ungauged or no observation), its time in ``last_observation_time``
+``last_observation_time``      (station) end of the observed day (its date + 1 day), bounds
+                               ``last_observation_time_bnds``; fill value where there is none
 ============================== ==================================================================
 
 Forecast maps (:func:`forecast_map_dataset`)
 --------------------------------------------
 ============================== ==================================================================
 dimensions                     ``lead_time``, ``y``, ``x`` (a window of the model grid, cropped
-                               around one basin)
+                               around one basin), ``nv``
 ``x``, ``y``                   float64 cell centres, same values and attributes as in the cube
 ``crs``                        grid mapping variable (as in the cube: ``crs_wkt``,
                                ``spatial_ref``, ``GeoTransform`` of the *cropped* window);
                                every map names it in ``grid_mapping``
-``lead_time``, ``time``,       as in the hydrograph file
+``lead_time``, ``time``,       as in the hydrograph file (with ``time_bnds``, ``lead_time_bnds``)
 ``forecast_reference_time``
 ``<map name>``                 float32 (lead_time, y, x), attributes from the model (units,
-                               standard_name, long_name), ``grid_mapping = "crs"``
-``basin_fraction`` (y, x)      float32 fraction of each cell inside the basin, units ``1``
+                               standard_name, long_name, cell_methods), ``grid_mapping = "crs"``
+``basin_fraction`` (y, x)      float32 fraction of each cell inside the basin, units ``1``,
+                               ``standard_name = area_fraction``
 global ``basin_id``            the basin the window belongs to
 ============================== ==================================================================
 
 Hindcast (:func:`hindcast_dataset`)
 -----------------------------------
 ``featureType = "timeSeries"``; one series per basin and lead. The names mean the same as in
-the other two files: ``forecast_reference_time`` is always the issue date and ``time`` always the
-valid date (a dimension named ``time`` must have ``standard_name = time`` for CF checkers, so the
-issue-date dimension is not called ``time``).
+the other two files: ``forecast_reference_time`` is always the data cut-off (issue date + 1 day)
+and ``time`` always the valid time (a dimension named ``time`` must have ``standard_name = time``
+for CF checkers, so the reference-time dimension is not called ``time``).
 
 ============================== ==================================================================
-dimensions                     ``basin``, ``forecast_reference_time`` (issue dates), ``lead_time``,
-                               ``name_strlen``
+dimensions                     ``basin``, ``forecast_reference_time``, ``lead_time``,
+                               ``name_strlen``, ``nv``
 ``basin_id`` (basin)           char array, ``cf_role = "timeseries_id"``
 ``lat``, ``lon``, ``basin_area`` (basin), as in the hydrograph file
-``forecast_reference_time``    issue dates (coordinate variable), ``standard_name`` the same
-``lead_time`` (lead_time)      int32 days, ``forecast_period``
-``time`` (lead_time, forecast_reference_time): valid date = issue date + lead,
-                               ``standard_name = time``, ``axis = T`` (auxiliary coordinate)
+``forecast_reference_time``    the data cut-off of each issue date (coordinate variable),
+                               ``axis = T``: the series run along it
+``lead_time`` (lead_time)      int32 days, ``forecast_period``, bounds ``lead_time_bnds``
+``time`` (lead_time, forecast_reference_time): valid time = reference + lead (end of the valid
+                               day), ``standard_name = time`` (auxiliary coordinate). No bounds
+                               variable: the period of a value is ``forecast_reference_time +
+                               lead_time_bnds``. (``time_bnds`` (lead_time,
+                               forecast_reference_time, nv=2) would be CF-correct, nv being the
+                               vertices of a 1-D interval, but compliance-checker 6.1 demands
+                               nv >= 3 for a 2-D coordinate, a simplex as for lat/lon meshes, and
+                               its ACDD time check fails on a 2-D axis-T variable.)
 ``discharge_simulated``        float32 (basin, lead_time, forecast_reference_time) m3 s-1: the
                                ConvLSTM (time last: CF's recommended dimension order)
-``discharge_observed``         float32 (same dims) m3 s-1, observed at the valid time
+``discharge_observed``         float32 (same dims) m3 s-1, observed on the valid day
 ``discharge_<baseline>``       float32 (same dims) m3 s-1, e.g. ``lumped_lstm``,
                                ``persistence``, ``climatology``
 ============================== ==================================================================
@@ -87,18 +134,18 @@ dimensions                     ``basin``, ``forecast_reference_time`` (issue dat
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
-from . import __version__
+from . import __version__, acdd
 from .cube import _grid_mapping_attrs, _xy_attrs
+from .fsio import atomic_write, atomic_write_text  # noqa: F401 - the one atomic-write helper, re-exported
 from .grid import GridSpec
 
 TIME_UNITS = "days since 1970-01-01 00:00:00"
@@ -114,50 +161,26 @@ BASELINE_LONG_NAMES = {
     "climatology": "climatology baseline: day-of-year mean observed discharge",
 }
 
-
-# -- atomic writes ----------------------------------------------------------------------------------
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, write_fn: Callable[[Path], object]) -> Path:
-    """Write ``path`` atomically: ``write_fn(tmp_path)`` writes the whole file to a temporary
-    ``.<name>.<pid>.tmp`` in the same folder, which is then fsynced and ``os.replace``-d onto
-    ``path`` (and the folder fsynced). On any exception the temporary file is removed, ``path`` is
-    left as it was and the exception propagates. Returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write_fn(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
-    def _write(tmp: Path) -> None:
-        with open(tmp, "w", encoding=encoding) as fh:
-            fh.write(text)
-    return atomic_write(path, _write)
+DAY = np.timedelta64(1, "D")
+BOUNDS_DIM = "nv"
+VALID_TIME_COMMENT = (
+    "end of the 24-hour UTC period the daily mean is over; the period is time_bnds = [time - 1 day, time), "
+    "so the calendar day of a value is the date of time - 1 day (the convention of GloFAS dis24 valid_time)")
+TIME_COMMENT = (
+    "Times are UTC. Discharge values are daily means over UTC calendar days (cell_methods time: mean). "
+    "forecast_reference_time is the data cut-off: 00:00 UTC of the day after the issue date, when the "
+    "issue date's inputs end. Lead n is the n-th day after the issue date; its time is the END of that "
+    "day, as GloFAS dis24 valid_time (time = forecast_reference_time + lead_time), and time_bnds gives "
+    "its start and end.")
+TIME_COMMENT_HINDCAST = TIME_COMMENT.replace(
+    "and time_bnds gives its start and end", "and forecast_reference_time + lead_time_bnds gives its start and end")
+HINDCAST_VALID_TIME_COMMENT = (
+    "end of the 24-hour UTC period the daily mean is over, which starts one day earlier: the period is "
+    "forecast_reference_time + lead_time_bnds (the convention of GloFAS dis24 valid_time)")
+TIME_COMMENT_MAPS = (
+    "Times are UTC. forecast_reference_time is the data cut-off: 00:00 UTC of the day after the issue "
+    "date, when the issue date's inputs end. Lead n is the n-th day after the issue date; its time is the "
+    "END of that day (time = forecast_reference_time + lead_time) and time_bnds gives its start and end.")
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -181,8 +204,21 @@ def _days(values) -> np.ndarray:
                       dtype="datetime64[D]").reshape(np.shape(values))
 
 
-def _time_attrs(standard_name: str, long_name: str) -> dict:
-    return {"standard_name": standard_name, "long_name": long_name}  # units, calendar: encoding
+def _ns(days) -> np.ndarray:
+    return np.asarray(days).astype("datetime64[ns]")
+
+
+def _day_bounds(end) -> np.ndarray:
+    """``[end - 1 day, end]`` along a new last axis (NaT stays NaT): the UTC day ending at ``end``."""
+    end = np.asarray(end, dtype="datetime64[D]")
+    return np.stack([end - DAY, end], axis=-1)
+
+
+def _reference_time_attrs() -> dict:
+    return {"standard_name": "forecast_reference_time",
+            "long_name": "data cut-off of the forecast: end of the issue date, 00:00 UTC of the next day",
+            "comment": "issue date = forecast_reference_time - 1 day; no input after this instant was used",
+            "coverage_content_type": "coordinate"}
 
 
 def _valid_time_attrs(long_name: str) -> dict:
@@ -190,22 +226,25 @@ def _valid_time_attrs(long_name: str) -> dict:
     # the time variable by axis first; without it last_observation_time is taken and the
     # station-only variables are misdetected as points). CF >= 1.7 lets axis sit on auxiliary
     # coordinates too, and the checker accepts it even with -c strict.
-    return {"standard_name": "time", "long_name": long_name, "axis": "T"}
+    return {"standard_name": "time", "long_name": long_name, "axis": "T", "bounds": "time_bnds",
+            "comment": VALID_TIME_COMMENT, "coverage_content_type": "coordinate"}
 
 
 def _lead_attrs() -> dict:
-    return {"standard_name": "forecast_period", "long_name": "forecast lead time (days after the issue date)",
-            "units": "days"}
+    return {"standard_name": "forecast_period", "units": "days", "bounds": "lead_time_bnds",
+            "long_name": "forecast lead time: lead n is the n-th UTC day after the issue date, ending "
+                         "n days after forecast_reference_time",
+            "coverage_content_type": "coordinate"}
 
 
-def _global_attrs(title: str, institution: str | None, extra: Mapping | None = None) -> dict:
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    attrs = {"Conventions": "CF-1.8", "title": title, "source": f"hydrocast {__version__}",
-             "history": f"{now} written by hydrocast {__version__}", "hydrocast_version": __version__}
-    if institution:
-        attrs["institution"] = institution
-    attrs.update(extra or {})
-    return attrs
+def _lead_vars(leads: np.ndarray) -> tuple[dict, dict]:
+    """``lead_time`` (a coordinate) and its bounds ``[n - 1, n]`` days (a data variable)."""
+    import xarray as xr
+
+    coords = {"lead_time": xr.Variable("lead_time", leads, _lead_attrs())}
+    data = {"lead_time_bnds": xr.Variable(("lead_time", BOUNDS_DIM),
+                                          np.stack([leads - 1, leads], axis=1).astype("int32"))}
+    return coords, data
 
 
 def _station_vars(dim: str, basin_ids, outlet_lon, outlet_lat, area_km2) -> dict:
@@ -217,36 +256,58 @@ def _station_vars(dim: str, basin_ids, outlet_lon, outlet_lat, area_km2) -> dict
     area = np.asarray(area_km2, dtype="float64").reshape(n)
     return {
         "basin_id": xr.Variable(dim, np.asarray([str(b) for b in basin_ids], dtype=str),
-                                {"cf_role": "timeseries_id", "long_name": "basin identifier"}),
+                                {"cf_role": "timeseries_id", "long_name": "basin identifier",
+                                 "coverage_content_type": "coordinate"}),
         "lat": xr.Variable(dim, lat, {"standard_name": "latitude", "long_name": "latitude of the basin outlet",
-                                      "units": "degrees_north"}),
+                                      "units": "degrees_north", "coverage_content_type": "coordinate"}),
         "lon": xr.Variable(dim, lon, {"standard_name": "longitude", "long_name": "longitude of the basin outlet",
-                                      "units": "degrees_east"}),
-        "basin_area": xr.Variable(dim, area, {"long_name": "upstream area of the basin", "units": "km2"}),
+                                      "units": "degrees_east", "coverage_content_type": "coordinate"}),
+        "basin_area": xr.Variable(dim, area, {"long_name": "upstream area of the basin", "units": "km2",
+                                              "coverage_content_type": "auxiliaryInformation"}),
     }
 
 
-def _discharge(dims, values, long_name: str, coordinates: str):
+def _discharge(dims, values, long_name: str, coordinates: str, content_type: str):
+    """A daily-mean discharge variable (``cell_methods = "time: mean"``: over its ``time_bnds``)."""
     import xarray as xr
 
     v = xr.Variable(dims, np.asarray(values, dtype="float32"),
-                    {"standard_name": DISCHARGE_STD, "long_name": long_name, "units": DISCHARGE_UNITS})
+                    {"standard_name": DISCHARGE_STD, "long_name": long_name, "units": DISCHARGE_UNITS,
+                     "cell_methods": "time: mean", "coverage_content_type": content_type})
     v.encoding["coordinates"] = coordinates
     return v
 
 
+def _list(names, limit: int = 5) -> str:
+    names = [str(s) for s in names]
+    return ", ".join(names) if len(names) <= limit else f"{', '.join(names[:limit])} and {len(names) - limit} more"
+
+
+def _file_id(*parts) -> str:
+    return "_".join(["hydrocast", *(str(p) for p in parts if p)])
+
+
+def _source(step: str, what: str, model_id: str | None) -> str:
+    return f"hydrocast {__version__} {step}: {what}" + (f" (model {model_id})" if model_id else "")
+
+
 # -- the three products --------------------------------------------------------------------------------
 def hydrograph_dataset(basin_ids, names, outlet_lon, outlet_lat, area_km2, reference_time, lead_days,
-                       discharge, last_obs, last_obs_time, institution: str | None = None):
+                       discharge, last_obs, last_obs_time, institution: str | None = None, *,
+                       model_id: str | None = None, global_attrs: Mapping | None = None):
     """The hydrograph forecast of ``len(basin_ids)`` basins as a CF timeSeries DSG dataset.
 
-    ``names``: optional basin names (None or "" to leave out); ``discharge``: (basin, lead) m3/s;
-    ``last_obs``: (basin,) last observed discharge, NaN where none; ``last_obs_time``: (basin,)
-    its dates, None/NaT where none."""
+    ``reference_time``: the issue date D (the last day whose inputs were used); the file's
+    ``forecast_reference_time`` is D + 1 day 00:00 UTC and lead n the n-th day after D.
+    ``names``: optional basin names (None or "" to leave out); ``discharge``: (basin, lead) m3/s,
+    daily means; ``last_obs``: (basin,) last observed discharge, NaN where none; ``last_obs_time``:
+    (basin,) the dates (UTC days) of those observations, None/NaT where none. ``model_id`` goes
+    into ``source`` and ``id``; ``global_attrs`` are extra global attributes (override the defaults)."""
     import xarray as xr
 
     n = len(basin_ids)
-    ref = _day(reference_time)
+    issue = _day(reference_time)
+    ref = issue + DAY
     leads = np.asarray(lead_days, dtype="int32").reshape(-1)
     q = np.asarray(discharge, dtype="float32")
     if q.shape != (n, len(leads)):
@@ -254,37 +315,66 @@ def hydrograph_dataset(basin_ids, names, outlet_lon, outlet_lat, area_km2, refer
     coords = _station_vars("station", basin_ids, outlet_lon, outlet_lat, area_km2)
     if names is not None and any(str(s or "") for s in names):
         coords["basin_name"] = xr.Variable("station", np.asarray([str(s or "") for s in names], dtype=str),
-                                           {"long_name": "basin name"})
-    coords["forecast_reference_time"] = xr.Variable(
-        (), ref.astype("datetime64[ns]"), _time_attrs("forecast_reference_time", "issue date of the forecast"))
-    coords["lead_time"] = xr.Variable("lead_time", leads, _lead_attrs())
-    coords["time"] = xr.Variable("lead_time", (ref + leads.astype("timedelta64[D]")).astype("datetime64[ns]"),
-                                 _valid_time_attrs("valid date of the forecast"))
+                                           {"long_name": "basin name", "coverage_content_type": "auxiliaryInformation"})
+    coords["forecast_reference_time"] = xr.Variable((), _ns(ref), _reference_time_attrs())
+    lead_coords, lead_data = _lead_vars(leads)
+    coords.update(lead_coords)
+    valid = ref + leads.astype("timedelta64[D]")
+    coords["time"] = xr.Variable("lead_time", _ns(valid), _valid_time_attrs(
+        "valid time of the forecast: end of its UTC day (forecast_reference_time + lead_time)"))
+    obs_day = _days(last_obs_time).reshape(n)
+    obs_end = obs_day + DAY
     coords["last_observation_time"] = xr.Variable(
-        "station", _days(last_obs_time).reshape(n).astype("datetime64[ns]"),
-        _time_attrs("time", "date of the last observed discharge"))
+        "station", _ns(obs_end),
+        {"standard_name": "time", "bounds": "last_observation_time_bnds", "coverage_content_type": "coordinate",
+         "long_name": "end of the UTC day of the last observed discharge (its date + 1 day)"})
     meta = [k for k in ("basin_area", "basin_name") if k in coords]
     data = {
-        "discharge": _discharge(("station", "lead_time"), q, "forecast river discharge at the basin outlet",
-                                " ".join(["time", "lat", "lon", "basin_id", *meta, "forecast_reference_time"])),
+        "discharge": _discharge(("station", "lead_time"), q, "forecast daily mean river discharge at the basin outlet",
+                                " ".join(["time", "lat", "lon", "basin_id", *meta, "forecast_reference_time"]),
+                                "modelResult"),
         "last_observed_discharge": _discharge(
             "station", np.asarray(last_obs, dtype="float32").reshape(n),
-            "last observed river discharge at the basin outlet",
-            " ".join(["last_observation_time", "lat", "lon", "basin_id", *meta])),
+            "last observed daily mean river discharge at the basin outlet",
+            " ".join(["last_observation_time", "lat", "lon", "basin_id", *meta]), "physicalMeasurement"),
+        "time_bnds": xr.Variable(("lead_time", BOUNDS_DIM), _ns(_day_bounds(valid))),
+        "last_observation_time_bnds": xr.Variable(("station", BOUNDS_DIM), _ns(_day_bounds(obs_end))),
+        **lead_data,
     }
-    ds = xr.Dataset(data, coords=coords, attrs=_global_attrs(
-        "hydrocast river discharge forecast (hydrographs)", institution, {"featureType": "timeSeries"}))
+    ids = [str(b) for b in basin_ids]
+    stamp = str(issue).replace("-", "")
+    gattrs = acdd.discovery_attrs(
+        title="hydrocast river discharge forecast (hydrographs)",
+        summary=(f"Forecast of the daily mean river discharge at the outlet of {n} basin(s) ({_list(ids)}) for "
+                 f"the {len(leads)} UTC days after the issue date {issue}, made by the hydrocast ConvLSTM from "
+                 f"gridded precipitation, soil moisture and terrain up to the end of {issue} (UTC), with the last "
+                 "observed discharge of each gauged basin."),
+        keywords="river discharge, streamflow, hydrological forecast, hydrograph, ConvLSTM, precipitation, "
+                 "soil moisture",
+        source=_source("predict", "ConvLSTM discharge forecast", model_id),
+        processing_level="model output: daily forecast of the hydrocast ConvLSTM",
+        comment=TIME_COMMENT, institution=institution, extent=acdd.point_extent(coords["lon"].values,
+                                                                               coords["lat"].values),
+        coverage=acdd.time_coverage(_day_bounds(valid)),
+        id=_file_id(ids[0] if n == 1 else f"{n}basins", stamp, model_id, "hydrograph"),
+        extra={"featureType": "timeSeries", "issue_date": str(issue),
+               **({"hydrocast_model_id": str(model_id)} if model_id else {})},
+        attrs=global_attrs)
+    ds = xr.Dataset(data, coords=coords, attrs=gattrs)
     return _set_encodings(ds)
 
 
 def forecast_map_dataset(grid: GridSpec, window, reference_time, lead_days, maps: Mapping, basin_mask,
-                         basin_id: str, institution: str | None = None):
+                         basin_id: str, institution: str | None = None, *, model_id: str | None = None,
+                         global_attrs: Mapping | None = None):
     """Forecast maps of one basin on the ``window = (row0, row1, col0, col1)`` of ``grid``
     (half-open row/column ranges).
 
-    ``maps``: name -> (array (lead, h, w), attrs) with ``(h, w)`` the window's shape (an array of
-    the whole grid's shape is cropped to the window); ``basin_mask`` likewise (h, w): the fraction
-    of each cell inside the basin."""
+    ``reference_time``: the issue date D, as in :func:`hydrograph_dataset`. ``maps``: name ->
+    (array (lead, h, w), attrs) with ``(h, w)`` the window's shape (an array of the whole grid's
+    shape is cropped to the window); ``basin_mask`` likewise (h, w): the fraction of each cell
+    inside the basin. A map's attrs may say ``cell_methods`` (e.g. ``"time: mean"`` for a daily
+    mean); ``coverage_content_type`` defaults to ``modelResult``."""
     import xarray as xr
     from affine import Affine
 
@@ -301,48 +391,68 @@ def forecast_map_dataset(grid: GridSpec, window, reference_time, lead_days, maps
             return a[..., row0:row1, col0:col1]
         raise ValueError(f"array of shape {a.shape} fits neither the window ({h}x{w}) nor the grid {grid.shape}")
 
-    ref = _day(reference_time)
+    issue = _day(reference_time)
+    ref = issue + DAY
     leads = np.asarray(lead_days, dtype="int32").reshape(-1)
+    valid = ref + leads.astype("timedelta64[D]")
     t = grid.transform
     sub = GridSpec(grid.crs, t * Affine.translation(col0, row0), w, h)
     xa, ya = _xy_attrs(grid)
+    lead_coords, lead_data = _lead_vars(leads)
     coords = {
-        "x": xr.Variable("x", grid.x[col0:col1].astype("float64"), xa),
-        "y": xr.Variable("y", grid.y[row0:row1].astype("float64"), ya),
-        "forecast_reference_time": xr.Variable(
-            (), ref.astype("datetime64[ns]"), _time_attrs("forecast_reference_time", "issue date of the forecast")),
-        "lead_time": xr.Variable("lead_time", leads, _lead_attrs()),
-        "time": xr.Variable("lead_time", (ref + leads.astype("timedelta64[D]")).astype("datetime64[ns]"),
-                            _valid_time_attrs("valid date of the forecast")),
+        "x": xr.Variable("x", grid.x[col0:col1].astype("float64"), {**xa, "coverage_content_type": "coordinate"}),
+        "y": xr.Variable("y", grid.y[row0:row1].astype("float64"), {**ya, "coverage_content_type": "coordinate"}),
+        "forecast_reference_time": xr.Variable((), _ns(ref), _reference_time_attrs()),
+        **lead_coords,
+        "time": xr.Variable("lead_time", _ns(valid), _valid_time_attrs(
+            "valid time of the forecast: end of its UTC day (forecast_reference_time + lead_time)")),
     }
     # crs is also listed in each map's ``coordinates`` so that xarray opens it as a coordinate and
     # ``ds[name].rio.crs`` works without decode_coords="all" (as rioxarray itself writes files);
     # as an auxiliary coordinate it then needs a long_name for CF checkers.
     data = {"crs": xr.Variable((), np.int32(0), {"long_name": "coordinate reference system",
-                                                 **_grid_mapping_attrs(sub)})}
-    for name, (arr, attrs) in maps.items():
+                                                 **_grid_mapping_attrs(sub)}),
+            "time_bnds": xr.Variable(("lead_time", BOUNDS_DIM), _ns(_day_bounds(valid))), **lead_data}
+    for name, (arr, mattrs) in maps.items():
         a = crop(arr).astype("float32")
         if a.shape != (len(leads), h, w):
             raise ValueError(f"map {name!r} has shape {a.shape}, expected {(len(leads), h, w)}")
-        attrs = {k: v for k, v in dict(attrs or {}).items() if k not in ("_FillValue", "grid_mapping", "coordinates")}
-        attrs.setdefault("long_name", name.replace("_", " "))
-        v = xr.Variable(("lead_time", "y", "x"), a, {**attrs, "grid_mapping": "crs"})
+        mattrs = {k: v for k, v in dict(mattrs or {}).items() if k not in ("_FillValue", "grid_mapping", "coordinates")}
+        mattrs.setdefault("long_name", name.replace("_", " "))
+        mattrs.setdefault("coverage_content_type", "modelResult")
+        v = xr.Variable(("lead_time", "y", "x"), a, {**mattrs, "grid_mapping": "crs"})
         v.encoding["coordinates"] = "time forecast_reference_time crs"
         data[name] = v
     data["basin_fraction"] = xr.Variable(
         ("y", "x"), crop(basin_mask).astype("float32"),
-        {"long_name": "fraction of the cell inside the basin", "units": "1", "grid_mapping": "crs"})
+        {"standard_name": "area_fraction", "long_name": "fraction of the cell's area inside the basin", "units": "1",
+         "grid_mapping": "crs", "coverage_content_type": "auxiliaryInformation"})
     data["basin_fraction"].encoding["coordinates"] = "crs"
-    ds = xr.Dataset(data, coords=coords, attrs=_global_attrs(
-        f"hydrocast forecast maps for basin {basin_id}", institution, {"basin_id": str(basin_id)}))
+    stamp = str(issue).replace("-", "")
+    gattrs = acdd.discovery_attrs(
+        title=f"hydrocast forecast maps for basin {basin_id}",
+        summary=(f"Forecast maps ({_list(maps)}) on the window of the hydrocast model grid around basin {basin_id}, "
+                 f"for the {len(leads)} UTC days after the issue date {issue}, made by the hydrocast ConvLSTM from "
+                 f"inputs up to the end of {issue} (UTC), with the fraction of each cell inside the basin."),
+        keywords="hydrological forecast, soil moisture, runoff, gridded forecast, river basin, ConvLSTM",
+        source=_source("predict", "ConvLSTM forecast maps", model_id),
+        processing_level="model output: daily forecast maps of the hydrocast ConvLSTM",
+        comment=TIME_COMMENT_MAPS, institution=institution, extent=acdd.grid_extent(sub),
+        coverage=acdd.time_coverage(_day_bounds(valid)), id=_file_id(basin_id, stamp, model_id, "maps"),
+        extra={"basin_id": str(basin_id), "issue_date": str(issue),
+               **({"hydrocast_model_id": str(model_id)} if model_id else {})},
+        attrs=global_attrs)
+    ds = xr.Dataset(data, coords=coords, attrs=gattrs)
     return _set_encodings(ds)
 
 
 def hindcast_dataset(basin_ids, issue_times, lead_days, simulated, observed,
                      extra_simulations: Mapping | None, outlet_lon, outlet_lat, area_km2,
-                     institution: str | None = None):
-    """A hindcast: forecasts issued on each of ``issue_times`` for every basin and lead, with the
-    observations at the valid times and baseline simulations (``extra_simulations``: name ->
+                     institution: str | None = None, *, model_id: str | None = None,
+                     global_attrs: Mapping | None = None):
+    """A hindcast: forecasts issued on each of ``issue_times`` (issue dates D; the file's
+    ``forecast_reference_time`` is D + 1 day 00:00 UTC) for every basin and lead, with the
+    observations at the valid days and baseline simulations (``extra_simulations``: name ->
     array, written as ``discharge_<name>``).
 
     The arrays given are (basin, issue time, lead) m3/s; the dataset holds them as
@@ -352,31 +462,58 @@ def hindcast_dataset(basin_ids, issue_times, lead_days, simulated, observed,
 
     n = len(basin_ids)
     issues = _days(issue_times).reshape(-1)
+    refs = issues + DAY
     leads = np.asarray(lead_days, dtype="int32").reshape(-1)
     shape = (n, len(issues), len(leads))
     coords = _station_vars("basin", basin_ids, outlet_lon, outlet_lat, area_km2)
-    coords["forecast_reference_time"] = xr.Variable(
-        "forecast_reference_time", issues.astype("datetime64[ns]"),
-        _time_attrs("forecast_reference_time", "issue date of the forecast"))
-    coords["lead_time"] = xr.Variable("lead_time", leads, _lead_attrs())
-    coords["time"] = xr.Variable(
-        ("lead_time", "forecast_reference_time"),
-        (leads[:, None].astype("timedelta64[D]") + issues[None, :]).astype("datetime64[ns]"),
-        _valid_time_attrs("valid date of the forecast (issue date + lead)"))
+    # The series run along forecast_reference_time: it is the T axis (compliance-checker's ACDD time
+    # check reads the axis-T variable as 1-D and fails on the 2-D valid time). The 2-D valid time
+    # has no bounds variable: time_bnds (lead_time, forecast_reference_time, nv) would be CF-correct
+    # (nv = the vertices of a 1-D interval), but compliance-checker 6.1 wants nv >= 3 for a 2-D
+    # coordinate (a simplex, as for lat/lon meshes) and warns. The period of each value is given by
+    # lead_time_bnds instead: [reference + (n - 1) days, reference + n days].
+    coords["forecast_reference_time"] = xr.Variable("forecast_reference_time", _ns(refs),
+                                                    {**_reference_time_attrs(), "axis": "T"})
+    lead_coords, lead_data = _lead_vars(leads)
+    coords.update(lead_coords)
+    valid = leads[:, None].astype("timedelta64[D]") + refs[None, :]
+    vattrs = _valid_time_attrs("valid time: end of the UTC day forecast (forecast_reference_time + lead_time)")
+    del vattrs["axis"], vattrs["bounds"]
+    vattrs["comment"] = HINDCAST_VALID_TIME_COMMENT
+    coords["time"] = xr.Variable(("lead_time", "forecast_reference_time"), _ns(valid), vattrs)
     cattr = "time lat lon basin_id basin_area"
-    data = {}
-    series = [("simulated", simulated, "discharge simulated by the hydrocast ConvLSTM"),
-              ("observed", observed, "observed discharge at valid time")]
+    data = dict(lead_data)
+    series = [("simulated", simulated, "daily mean discharge forecast by the hydrocast ConvLSTM", "modelResult"),
+              ("observed", observed, "observed daily mean discharge on the valid day", "physicalMeasurement")]
     for name, arr in (extra_simulations or {}).items():
-        series.append((name, arr, BASELINE_LONG_NAMES.get(name, f"discharge simulated by the {name} baseline")))
-    for name, arr, long_name in series:
+        series.append((name, arr, BASELINE_LONG_NAMES.get(name, f"discharge simulated by the {name} baseline"),
+                       "modelResult"))
+    for name, arr, long_name, content in series:
         a = np.asarray(arr, dtype="float32")
         if a.shape != shape:
             raise ValueError(f"{name} has shape {a.shape}, expected (basin, time, lead) = {shape}")
         data[f"discharge_{name}"] = _discharge(("basin", "lead_time", "forecast_reference_time"),
-                                               a.transpose(0, 2, 1), long_name, cattr)
-    ds = xr.Dataset(data, coords=coords, attrs=_global_attrs(
-        "hydrocast hindcast: forecast and observed river discharge", institution, {"featureType": "timeSeries"}))
+                                               a.transpose(0, 2, 1), long_name, cattr, content)
+    ids = [str(b) for b in basin_ids]
+    span = f"{issues.min()}..{issues.max()}" if issues.size else "(none)"
+    stamps = [str(d).replace("-", "") for d in (issues.min(), issues.max())] if issues.size else []
+    gattrs = acdd.discovery_attrs(
+        title="hydrocast hindcast: forecast and observed river discharge",
+        summary=(f"Hindcast for skill evaluation: the daily mean river discharge forecast by the hydrocast ConvLSTM "
+                 f"for each of {len(issues)} issue dates {span} and leads 1..{int(leads.max()) if leads.size else 0} "
+                 f"days at the outlets of {n} basin(s) ({_list(ids)}), beside the observed discharge of each valid "
+                 f"day and the baselines ({_list(extra_simulations or {}) or 'none'})."),
+        keywords="river discharge, streamflow, hindcast, forecast verification, hydrological forecast, ConvLSTM, "
+                 "persistence, climatology",
+        source=_source("evaluate", "ConvLSTM hindcast, baselines and observed discharge", model_id),
+        processing_level="model output beside observations: hindcast of the hydrocast ConvLSTM",
+        comment=TIME_COMMENT_HINDCAST, institution=institution,
+        extent=acdd.point_extent(coords["lon"].values, coords["lat"].values),
+        coverage=acdd.time_coverage(_day_bounds(valid)),
+        id=_file_id(*stamps, model_id, "hindcast"),
+        extra={"featureType": "timeSeries", **({"hydrocast_model_id": str(model_id)} if model_id else {})},
+        attrs=global_attrs)
+    ds = xr.Dataset(data, coords=coords, attrs=gattrs)
     return _set_encodings(ds)
 
 
@@ -460,16 +597,45 @@ def write_dataset(ds, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4"))
 
 
+def _checker() -> str:
+    exe = Path(sys.executable).with_name("compliance-checker")
+    cmd = str(exe) if exe.exists() else shutil.which("compliance-checker")
+    if not cmd:
+        raise FileNotFoundError("compliance-checker is not installed (pip install compliance-checker)")
+    return cmd
+
+
 def check_cf(path, criteria: str = "lenient") -> tuple[bool, str]:
     """Run ``compliance-checker -t cf:1.8 -c <criteria>`` on ``path`` (or a list of paths, checked
     in one run, passing only if all pass): (passed, text report).
 
     Used by the tests; the checker is a test dependency, not a runtime one."""
     paths = [str(p) for p in path] if isinstance(path, (list, tuple)) else [str(path)]
-    exe = Path(sys.executable).with_name("compliance-checker")
-    cmd = str(exe) if exe.exists() else shutil.which("compliance-checker")
-    if not cmd:
-        raise FileNotFoundError("compliance-checker is not installed (pip install compliance-checker)")
-    proc = subprocess.run([cmd, "-t", "cf:1.8", "-c", criteria, "-f", "text", *paths],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([_checker(), "-t", "cf:1.8", "-c", criteria, "-f", "text", *paths],
+                          check=False, capture_output=True, text=True, timeout=300)
     return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def check_acdd(path) -> dict:
+    """Run ``compliance-checker -t acdd:1.3`` on one file: ``{"scored": points, "possible": points,
+    "high": [...], "medium": [...], "low": [...], "errors": {...}}`` with the messages of each
+    priority (high = ACDD "Highly Recommended", medium = "Recommended", low = "Suggested").
+
+    Used by the tests and the evidence of issue 7; a test dependency like :func:`check_cf`."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "acdd.json"
+        proc = subprocess.run([_checker(), "-t", "acdd:1.3", "-c", "strict", "-f", "json_new", "-o", str(out),
+                               str(path)], check=False, capture_output=True, text=True, timeout=300)
+        if not out.exists():
+            raise RuntimeError(f"compliance-checker wrote no report for {path}: {proc.stdout}{proc.stderr}")
+        report = next(iter(json.loads(out.read_text()).values()))["acdd:1.3"]
+
+    def msgs(key: str) -> list[str]:
+        return [f"{r['name'].rstrip(':')}: {m}" for r in report.get(key, []) if r["value"][0] != r["value"][1]
+                for m in r["msgs"] or [""]]
+    return {"scored": report["scored_points"], "possible": report["possible_points"],
+            "high": msgs("high_priorities"), "medium": msgs("medium_priorities"), "low": msgs("low_priorities"),
+            "errors": report.get("errors", {})}

@@ -16,18 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .config import Config
-from .errors import EX_DATAERR, BadInputError, BusyError, HydrocastError, MissingInputError
-
-EX_NOUSER = 67  # sysexits: "addressee unknown" — the basin id is not known
-
-
-class UnknownBasinError(HydrocastError):
-    exit_code = EX_NOUSER
-
-
-class GridMismatchError(BadInputError):
-    exit_code = EX_DATAERR
-
+from .errors import BadInputError, BusyError, GridMismatchError, MissingInputError, UnknownBasinError
 
 #: an issue date needs its precipitation, and at most this fraction of the warm-up days missing
 MAX_MISSING_WARMUP = 0.1
@@ -70,6 +59,9 @@ class Forecaster:
             self.q_sd = float(meta["discharge_normalisation"]["std"])
             self.gauged = {b["id"]: (i, b) for i, b in enumerate(meta["basins"])}
             self.gauged_channels = tensors["basin_channels"].numpy()
+            want = (len(self.gauged), 2, *self.grid.shape)
+            if tuple(self.gauged_channels.shape) != want:
+                raise ValueError(f"basin_channels has shape {tuple(self.gauged_channels.shape)}, expected {want}")
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise BadInputError(f"{self.model_dir}: incompatible model artefact ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0][:200]})") from None
@@ -105,12 +97,15 @@ class Forecaster:
     def basin_set(self, ids: list[str], basins_path: Path | None = None) -> BasinSet:
         """The requested basins: ``["all"]`` = every basin the model was trained on, or of
         ``basins_path`` (polygons/outlets of basins the model may never have seen)."""
-        if basins_path is not None:
-            from .train import dem_routing, load_basins
+        from .ids import check_basin_id
 
-            routing = dem_routing(self.cfg, self.grid)
-            basins, channels, _ = load_basins(self.cfg, self.grid, Path(basins_path), routing,
-                                              dist_scale_km=float(self.meta["dist_scale_km"]))
+        if ids != ["all"]:
+            ids = [check_basin_id(b, "--basin", error=UnknownBasinError) for b in ids]
+        if basins_path is not None:
+            from .domain import build_domain
+
+            dom = build_domain(self.cfg, self.grid, Path(basins_path), dist_scale_km=float(self.meta["dist_scale_km"]))
+            basins, channels = dom.basins, dom.channels
             known = {b.id: i for i, b in enumerate(basins)}
             wanted = list(known) if ids == ["all"] else ids
             unknown = [b for b in wanted if b not in known]
@@ -179,31 +174,15 @@ class Forecaster:
 
     # -- running the network ---------------------------------------------------------------------
     def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False) -> dict:
-        """Forecasts for issue days ``a..b`` (cube indices, inclusive), one sequence with the
-        warm-up before ``a``. Returns q (T, N, L) m3/s, and maps/runoff (T, L, H, W)."""
-        import torch
+        """Forecasts for issue days ``a..b`` (cube indices, inclusive) through the one forward path
+        (:mod:`hydrocast.forward`). Returns ``{"convlstm": PeriodRun, "lumped_lstm": PeriodRun}``
+        (the latter with ``lumped=True``)."""
+        from .forward import run_period
 
-        with torch.inference_mode():
-            return self._run(basins, a, b, lumped)
-
-    def _run(self, basins: BasinSet, a: int, b: int, lumped: bool) -> dict:
-        import torch
-
-        from .train import to_discharge
-
-        s = max(0, a - self.warmup)
-        x = torch.from_numpy(self.reader.dynamic_window(self.spec, s, b + 1)).unsqueeze(0)
-        ch = torch.from_numpy(np.ascontiguousarray(basins.channels))
         area = np.array([i["area_km2"] for i in basins.info])
-        out = self.net(x, self.static, ch)
-        res = {"q": to_discharge(out["q"][0, a - s:].numpy(), self.q_mu, self.q_sd, area),
-               "maps": out["maps"][0, a - s:, :, 0].numpy(), "runoff": out["runoff"][0, a - s:].numpy()}
-        if lumped:
-            from .train import lumped_inputs
-
-            inp = lumped_inputs(x, self.static, ch, area)
-            res["q_lumped"] = to_discharge(self.lumped(inp)[0, a - s:].numpy(), self.q_mu, self.q_sd, area)
-        return res
+        nets = {"convlstm": self.net, **({"lumped_lstm": self.lumped} if lumped else {})}
+        return {name: run_period(net, self.reader, self.spec, self.static, basins.channels, area, self.q_mu,
+                                 self.q_sd, a, b, self.warmup) for name, net in nets.items()}
 
     def map_physical(self, maps_norm: np.ndarray) -> tuple[np.ndarray, dict]:
         """Forecast soil-moisture maps back to physical units."""
@@ -218,8 +197,10 @@ class PredictResult:
     files: list[str] = field(default_factory=list)
     basins: list[dict] = field(default_factory=list)
 
+    model_id: str | None = None
+
     def to_json(self) -> dict:
-        return {"issue_date": self.issue_date, "files": self.files, "basins": self.basins}
+        return {"issue_date": self.issue_date, "model_id": self.model_id, "files": self.files, "basins": self.basins}
 
 
 def observed_discharge(cfg: Config):
@@ -252,18 +233,19 @@ def predict(cfg: Config, basin_ids: list[str], out_dir: Path, issue_date: str | 
 
 
 def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) -> PredictResult:
+    from .fsio import prepare_out_dir
+    from .ids import id_path
     from .netcdf import forecast_map_dataset, hydrograph_dataset, write_dataset
 
     basins = fc.basin_set(basin_ids, basins_path)
     i = fc.issue_index(issue_date)
     day = fc.reader.days[i]
-    res = fc.run(basins, i, i)
-    q = res["q"][0]  # (N, L)
-    sm, mo = fc.map_physical(res["maps"][0])  # (L, H, W)
-    runoff = res["runoff"][0]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = PredictResult(issue_date=str(day))
+    run = fc.run(basins, i, i)["convlstm"]
+    q = run.q[0]  # (N, L)
+    sm, mo = fc.map_physical(run["maps"][0])  # (L, H, W)
+    runoff = run["runoff"][0]
+    out_dir = prepare_out_dir(Path(out_dir))
+    result = PredictResult(issue_date=str(day), model_id=fc.model_id)
     leads = np.arange(1, fc.lead + 1)
     stamp = str(day).replace("-", "")
     # everything is computed before the first file is written: an error leaves nothing partial
@@ -272,7 +254,8 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
     for n, info in enumerate(basins.info):
         last, last_t, recent = last_observation(observations, fc, info["id"], i)
         hyd = hydrograph_dataset([info["id"]], [info["name"]], [info["outlet_lon"]], [info["outlet_lat"]],
-                                 [info["area_km2"]], day, leads, q[n:n + 1], [last], [last_t])
+                                 [info["area_km2"]], day, leads, q[n:n + 1], [last], [last_t],
+                                 model_id=fc.model_id)
         frac = basins.channels[n, 0]
         rows, cols = np.nonzero(frac > 0)
         if rows.size == 0:
@@ -281,15 +264,16 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
         window = (max(rows.min() - 1, 0), min(rows.max() + 2, h), max(cols.min() - 1, 0), min(cols.max() + 2, w))
         r0, r1, c0, c1 = window
         sm_attrs = {k: v for k, v in mo.items() if k in ("units", "standard_name")}
-        sm_attrs["long_name"] = "forecast surface soil moisture"
+        sm_attrs.update(long_name="forecast surface soil moisture", cell_methods="time: mean")
         maps = {
             mo["name"]: (sm[:, r0:r1, c0:c1], sm_attrs),
             "runoff_generation": ((runoff * frac[None])[:, r0:r1, c0:c1],
                                   {"units": "1", "long_name": "where the model generates the runoff that reaches "
                                    "the outlet at each lead (relative, basin-masked)"}),
         }
-        mp = forecast_map_dataset(fc.grid, window, day, leads, maps, frac[r0:r1, c0:c1], info["id"])
-        base = out_dir / f"{info['id']}_{stamp}_{fc.model_id}"
+        mp = forecast_map_dataset(fc.grid, window, day, leads, maps, frac[r0:r1, c0:c1], info["id"],
+                                  model_id=fc.model_id)
+        base = id_path(out_dir, info["id"], f"_{stamp}_{fc.model_id}")
         products.append((info, hyd, mp, base, recent, maps, window))
         result.basins.append({"id": info["id"], "gauged": info["gauged"], "area_km2": round(info["area_km2"], 1),
                               "discharge_m3s": [round(float(v), 3) for v in q[n]],

@@ -144,7 +144,7 @@ class CubeReader:
         return InputSpec(list(dynamic), list(static), stats)
 
     @staticmethod
-    def _normalise(x: np.ndarray, st: dict) -> tuple[np.ndarray, np.ndarray]:
+    def normalise(x: np.ndarray, st: dict) -> tuple[np.ndarray, np.ndarray]:
         valid = np.isfinite(x)
         x = np.where(valid, x, 0.0)
         if st.get("log1p"):
@@ -161,7 +161,7 @@ class CubeReader:
         T = stop - start
         out = np.empty((T, spec.n_dynamic_channels, *self.shape), dtype="float32")
         for k, name in enumerate(spec.dynamic):
-            out[:, 2 * k], out[:, 2 * k + 1] = self._normalise(self.raw(name, start, stop), spec.stats[name])
+            out[:, 2 * k], out[:, 2 * k + 1] = self.normalise(self.raw(name, start, stop), spec.stats[name])
         doy = (self.days[start:stop] - self.days[start:stop].astype("datetime64[Y]")).astype(int)
         phase = 2 * np.pi * doy / 365.25
         out[:, -2] = np.sin(phase)[:, None, None]
@@ -174,7 +174,7 @@ class CubeReader:
         valid_all = np.ones(self.shape, dtype=bool)
         for k, name in enumerate(spec.static):
             x = self.static_raw(name)
-            out[k], valid = self._normalise(x, spec.stats[name])
+            out[k], valid = self.normalise(x, spec.stats[name])
             valid_all &= valid.astype(bool)
         out[-1] = valid_all
         return out

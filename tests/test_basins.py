@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import json
-import sqlite3
-import struct
+import re
 
 import numpy as np
 import pytest
+import rioxarray  # noqa: F401  (the .rio accessor for the DEM fixture)
 import shapely
 import xarray as xr
 from affine import Affine
 from pyproj import CRS, Geod, Transformer
 from shapely.geometry import Point, box, mapping
 
+from hydrocast import terrain
 from hydrocast.basins import basin_channels, basin_fraction, flow_distance, read_basins
 from hydrocast.errors import BadInputError
 from hydrocast.grid import GridSpec
-from hydrocast.sources import dem
 
 GEO_GRID = GridSpec.from_bounds("EPSG:4326", (10.0, 40.0, 11.0, 41.0), 0.1)
 
@@ -31,29 +32,24 @@ def _geojson(path, features, crs=None):
     return path
 
 
-def _gpkg(path, features, epsg):
-    """A minimal GeoPackage written by hand (GeoPackage 1.3 tables, GP header + WKB blobs)."""
-    con = sqlite3.connect(path)
-    con.executescript("""
-        CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT, srs_id INTEGER PRIMARY KEY, organization TEXT,
-            organization_coordsys_id INTEGER, definition TEXT, description TEXT);
-        CREATE TABLE gpkg_contents (table_name TEXT PRIMARY KEY, data_type TEXT, identifier TEXT,
-            description TEXT, last_change TEXT, min_x REAL, min_y REAL, max_x REAL, max_y REAL, srs_id INTEGER);
-        CREATE TABLE gpkg_geometry_columns (table_name TEXT, column_name TEXT, geometry_type_name TEXT,
-            srs_id INTEGER, z INTEGER, m INTEGER);
-        CREATE TABLE basins (fid INTEGER PRIMARY KEY, geom BLOB, id TEXT, name TEXT);
-    """)
-    con.execute("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, 'EPSG', ?, ?, '')",
-                (f"EPSG:{epsg}", epsg, epsg, CRS.from_epsg(epsg).to_wkt()))
-    con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, srs_id) VALUES ('basins', 'features', 'basins', ?)", (epsg,))
-    con.execute("INSERT INTO gpkg_geometry_columns VALUES ('basins', 'geom', 'MULTIPOLYGON', ?, 0, 0)", (epsg,))
-    for props, geom in features:
-        minx, miny, maxx, maxy = geom.bounds
-        blob = b"GP" + bytes([0, 0b011]) + struct.pack("<i", epsg) + struct.pack("<4d", minx, maxx, miny, maxy) + shapely.to_wkb(geom)
-        con.execute("INSERT INTO basins (geom, id, name) VALUES (?, ?, ?)", (blob, props["id"], props.get("name")))
-    con.commit()
-    con.close()
+def _ogr(path, features, crs, driver=None, layer=None, **layer_options):
+    """``features`` ((props, geometry) pairs) written with pyogrio (GDAL): Shapefile, GeoPackage, ...
+    (``crs=None``: no CRS, e.g. a Shapefile without .prj)."""
+    import warnings
+
+    from pyogrio import raw
+
+    names = list(dict.fromkeys(k for props, _ in features for k in props))
+    fields = [np.array([props.get(k) for props, _ in features]) for k in names]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided")
+        raw.write(str(path), shapely.to_wkb([g for _, g in features]), fields, names, driver=driver, layer=layer,
+                  geometry_type="MultiPolygon", promote_to_multi=True, crs=crs, layer_options=layer_options or None)
     return path
+
+
+def _gpkg(path, features, epsg):
+    return _ogr(path, features, f"EPSG:{epsg}", driver="GPKG", layer="basins")
 
 
 # --- fractions and areas ----------------------------------------------------------------------------
@@ -88,7 +84,8 @@ def test_crs_member_geopackage_and_lonlat_give_the_same_cells(tmp_path):
     to_merc = Transformer.from_crs(4326, 3857, always_xy=True)
     merc = shapely.transform(shapely.segmentize(poly, 0.01), to_merc.transform, interleaved=False)
     [ll] = read_basins(_geojson(tmp_path / "ll.geojson", [({"id": "q"}, poly)]), GEO_GRID)
-    [gj] = read_basins(_geojson(tmp_path / "m.geojson", [({"id": "q"}, merc)], crs="urn:ogc:def:crs:EPSG::3857"), GEO_GRID)
+    merc_gj = _geojson(tmp_path / "m.geojson", [({"id": "q"}, merc)], crs="urn:ogc:def:crs:EPSG::3857")
+    [gj] = read_basins(merc_gj, GEO_GRID)
     [gp] = read_basins(_gpkg(tmp_path / "m.gpkg", [({"id": "q"}, shapely.MultiPolygon([merc]))], 3857), GEO_GRID)
     for other in (gj, gp):
         np.testing.assert_allclose(other.fraction, ll.fraction, atol=2e-3)
@@ -103,16 +100,50 @@ def test_crs_member_geopackage_and_lonlat_give_the_same_cells(tmp_path):
     assert a.area_km2 > 1.5 * a.area_polygon_km2 and any("differ" in w for w in a.warnings)
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/b", "", ".hidden", "a b", "x" * 65, "a\\b"])
-def test_bad_ids_are_rejected(tmp_path, bad):
-    p = _geojson(tmp_path / "b.geojson", [({"id": bad}, box(10.1, 40.1, 10.2, 40.2))])
+HOSTILE_IDS = ["../../x", "/abs/x", ".hidden", "a/b", "", "x" * 65, "a b", "a\\b", "..", "x\n"]
+
+
+def _one_basin_file(tmp_path, source, bid):
+    """A basins file of kind ``source`` holding one basin (or outlet) with id ``bid``."""
+    geom = box(10.1, 40.1, 10.2, 40.2)
+    if source == "geojson":
+        return _geojson(tmp_path / "b.geojson", [({"id": bid}, geom)])
+    if source == "csv":
+        p = tmp_path / "o.csv"
+        with open(p, "w", newline="") as fh:
+            csv.writer(fh).writerows([["id", "lon", "lat"], [bid, 10.15, 40.15]])
+        return p
+    driver, name = {"gpkg": ("GPKG", "b.gpkg"), "shp": ("ESRI Shapefile", "b.shp")}[source]
+    return _ogr(tmp_path / name, [({"id": bid}, geom)], "EPSG:4326", driver=driver)
+
+
+@pytest.mark.parametrize("source", ["geojson", "gpkg", "shp", "csv"])
+@pytest.mark.parametrize("bad", HOSTILE_IDS)
+def test_hostile_ids_are_refused_from_every_source(tmp_path, source, bad):
+    p = _one_basin_file(tmp_path, source, bad)
     with pytest.raises(BadInputError) as exc:
         read_basins(p, GEO_GRID)
-    assert str(p) in str(exc.value) and repr(bad) in str(exc.value)
-    csvp = tmp_path / "o.csv"
-    csvp.write_text(f"id,lon,lat\n{bad},10.15,40.15\n")
-    with pytest.raises(BadInputError):
-        read_basins(csvp, GEO_GRID)
+    msg = str(exc.value)
+    if source == "csv" and bad != bad.strip():  # blanks around a CSV cell are not part of the id
+        assert "needs a DEM" in msg  # "x\n" is the valid id "x": the next check speaks
+        return
+    assert msg.startswith(f"{p}: basin id ") and exc.value.exit_code == 65
+    assert repr(bad) in msg or (source == "shp" and bad == "" and "None" in msg)  # DBF: '' reads as NULL
+    assert "not allowed" in msg or "must be a string" in msg
+
+
+@pytest.mark.parametrize("bad", [1.5, float("nan"), [1], True, None, {"a": 1}])
+def test_non_string_ids_are_refused(tmp_path, bad):
+    p = tmp_path / "b.geojson"
+    p.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"id": bad}, "geometry": mapping(box(10.1, 40.1, 10.2, 40.2))}]}))
+    with pytest.raises(BadInputError, match=r"must be a string|not allowed") as exc:
+        read_basins(p, GEO_GRID)
+    assert str(exc.value).startswith(str(p)) and exc.value.exit_code == 65
+    # a number that is not a whole number, in a GeoPackage column
+    g = _ogr(tmp_path / "b.gpkg", [({"id": 1.5}, box(10.1, 40.1, 10.2, 40.2))], "EPSG:4326", driver="GPKG")
+    with pytest.raises(BadInputError, match=r"basin id 1\.5 must be a string"):
+        read_basins(g, GEO_GRID)
 
 
 def test_good_ids_duplicates_and_outside(tmp_path):
@@ -120,7 +151,8 @@ def test_good_ids_duplicates_and_outside(tmp_path):
                                             ({"id": 8057000}, box(10.1, 40.1, 10.3, 40.3))])
     assert [b.id for b in read_basins(ok, GEO_GRID)] == ["Basin_1.v2-x", "8057000"]
     for a, b in (("x1", "x1"), ("Trinity", "trinity")):
-        p = _geojson(tmp_path / "dup.geojson", [({"id": a}, box(10.1, 40.1, 10.2, 40.2)), ({"id": b}, box(10.3, 40.3, 10.4, 40.4))])
+        p = _geojson(tmp_path / "dup.geojson", [({"id": a}, box(10.1, 40.1, 10.2, 40.2)),
+                                                ({"id": b}, box(10.3, 40.3, 10.4, 40.4))])
         with pytest.raises(BadInputError, match="duplicate"):
             read_basins(p, GEO_GRID)
     far = _geojson(tmp_path / "far.geojson", [({"id": "inside"}, box(10.1, 40.1, 10.2, 40.2)),
@@ -130,7 +162,8 @@ def test_good_ids_duplicates_and_outside(tmp_path):
 
 
 def test_straight_line_distance_without_dem(tmp_path):
-    p = _geojson(tmp_path / "b.geojson", [({"id": "s", "outlet_lon": 10.05, "outlet_lat": 40.05}, box(10.0, 40.0, 10.5, 40.5))])
+    props = {"id": "s", "outlet_lon": 10.05, "outlet_lat": 40.05}
+    p = _geojson(tmp_path / "b.geojson", [(props, box(10.0, 40.0, 10.5, 40.5))])
     [b] = read_basins(p, GEO_GRID)
     assert b.distance_method == "straight-line"
     d = b.distance_km
@@ -165,7 +198,7 @@ def routing():
     z = _two_valleys()
     da = xr.DataArray(z.astype("float32"), dims=("y", "x"),
                       coords={"y": Y0 - (np.arange(NROW) + 0.5) * CELL, "x": X0 + (np.arange(NCOL) + 0.5) * CELL})
-    return dem.flow_routing(da.rio.write_crs(UTM))
+    return terrain.flow_routing(da.rio.write_crs(UTM))
 
 
 def _lonlat(row, col, dx=0.0, dy=0.0):
@@ -247,7 +280,8 @@ def test_nested_basins_and_flow_distance(tmp_path, routing):
     assert np.nanmin(inner.distance_km) < 0.5
     assert np.nanargmin(inner.distance_km) == np.ravel_multi_index((6, 1), UTM_GRID.shape)
 
-    ch = basin_channels([outer, inner], UTM_GRID, routing)
+    ch, scale = basin_channels([outer, inner], UTM_GRID)
+    assert scale == pytest.approx(float(np.nanmax(outer.distance_km)))
     assert ch.shape == (2, 2, 12, 8) and ch.dtype == np.float32
     np.testing.assert_allclose(ch[:, 0], [outer.fraction, inner.fraction], atol=1e-7)
     assert ch[0, 1].max() == pytest.approx(1.0) and ch[0, 1][11, 1] < 0.1
@@ -270,6 +304,235 @@ def test_polygon_basin_uses_dem_routing_inside_the_polygon(tmp_path, routing):
     # the same polygon without a DEM and without an outlet: fraction only, no distance channel
     [nb] = read_basins(poly, UTM_GRID)
     assert nb.distance_method == "none" and np.isnan(nb.distance_km).all()
-    assert np.all(basin_channels([nb], UTM_GRID)[0, 1] == 0)
+    assert np.all(basin_channels([nb], UTM_GRID)[0][0, 1] == 0)
     # flow_distance is also callable on its own
     np.testing.assert_allclose(flow_distance(pb, UTM_GRID, routing), pb.distance_km, equal_nan=True)
+
+
+# --- Shapefile, GeoPackage and other OGR formats ------------------------------------------------------
+SAMPLE_GRID = GridSpec.from_bounds("EPSG:4326", (-8.8, 40.0, -7.2, 41.6), 0.05)  # sample_data/hydrocast.toml
+
+
+@pytest.fixture(scope="module")
+def sample_routing(sample_data):
+    from hydrocast.sources import dem
+
+    return terrain.flow_routing(dem.read(sample_data / "raw/dem/dem.tif", {}, SAMPLE_GRID.lonlat_bounds(2)))
+
+
+def _features(geojson_path):
+    doc = json.loads(geojson_path.read_text())
+    return [(f["properties"], shapely.geometry.shape(f["geometry"])) for f in doc["features"]]
+
+
+def _write_as(kind, features, folder):
+    folder.mkdir()
+    if kind == "shp":
+        return _ogr(folder / "basins.shp", features, "EPSG:4326", driver="ESRI Shapefile")
+    if kind == "shp.zip":  # HydroBASINS and GRDC ship zipped Shapefiles
+        import zipfile
+
+        shp = _ogr(folder / "basins.shp", features, "EPSG:4326", driver="ESRI Shapefile")
+        with zipfile.ZipFile(folder / "basins.zip", "w") as z:
+            for part in sorted(folder.glob("basins.*")):
+                if part.suffix != ".zip":
+                    z.write(part, part.name)
+                    part.unlink()
+        assert not shp.exists()
+        return folder / "basins.zip"
+    if kind == "fgb":  # (without its spatial index FlatGeobuf keeps the features in the order written)
+        return _ogr(folder / "basins.fgb", features, "EPSG:4326", driver="FlatGeobuf", SPATIAL_INDEX="NO")
+    return _ogr(folder / "basins.gpkg", features, "EPSG:4326", driver="GPKG")
+
+
+@pytest.mark.parametrize("name", ["basins.geojson", "ungauged.geojson"])
+def test_ogr_formats_give_exactly_the_geojson_basins(sample_data, sample_routing, tmp_path, name):
+    src = sample_data / "basins" / name
+    ref = read_basins(src, SAMPLE_GRID, sample_routing)
+    assert len(ref) >= 2 and {b.distance_method for b in ref} == {"dem-polygon"}
+    feats = _features(src)
+    for kind in ("shp", "shp.zip", "gpkg", "fgb"):
+        path = _write_as(kind, feats, tmp_path / kind.replace(".", "_"))
+        got = read_basins(path, SAMPLE_GRID, sample_routing)
+        assert [b.id for b in got] == [b.id for b in ref] and [b.name for b in got] == [b.name for b in ref], kind
+        for a, b in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(a.fraction, b.fraction, err_msg=f"{kind} {a.id}")
+            np.testing.assert_array_equal(a.distance_km, b.distance_km, err_msg=f"{kind} {a.id}")
+            assert (a.area_km2, a.area_polygon_km2, a.area_dem_km2) == (b.area_km2, b.area_polygon_km2, b.area_dem_km2)
+            assert a.outlet_lonlat == b.outlet_lonlat and a.source_file == str(path)
+    # without a DEM the outlet_lon/outlet_lat fields give the straight-line distance, from any format
+    plain = read_basins(src, SAMPLE_GRID)
+    shp = read_basins(tmp_path / "shp" / "basins.shp", SAMPLE_GRID)
+    assert {b.distance_method for b in shp} == {"straight-line"}
+    for a, b in zip(shp, plain, strict=True):
+        np.testing.assert_array_equal(a.distance_km, b.distance_km)
+
+
+def test_hydrobasins_and_grdc_id_fields(tmp_path):
+    g1, g2 = box(10.1, 40.1, 10.3, 40.3), box(10.5, 40.5, 10.7, 40.7)
+    hb = _ogr(tmp_path / "hybas.shp", [({"HYBAS_ID": 2120008490, "UP_AREA": 12.5}, g1),
+                                       ({"HYBAS_ID": 2120008500, "UP_AREA": 40.0}, g2)], "EPSG:4326")
+    assert [b.id for b in read_basins(hb, GEO_GRID)] == ["2120008490", "2120008500"]
+    grdc = _ogr(tmp_path / "grdc.shp", [({"grdc_no": 6335020.0, "river": "RHINE", "station": "REES"}, g1)],
+                "EPSG:4326")
+    [b] = read_basins(grdc, GEO_GRID)
+    assert b.id == "6335020" and b.name == "6335020"
+    both = _ogr(tmp_path / "both.gpkg", [({"ID": "rhine_rees", "grdc_no": 6335020, "Name": "Rees"}, g1)],
+                "EPSG:4326", driver="GPKG")
+    [b] = read_basins(both, GEO_GRID)
+    assert (b.id, b.name) == ("rhine_rees", "Rees")  # id first, any case
+    gj = _geojson(tmp_path / "hybas.geojson", [({"HYBAS_ID": 2120008490}, g1)])
+    assert [b.id for b in read_basins(gj, GEO_GRID)] == ["2120008490"]
+    none = _ogr(tmp_path / "none.shp", [({"code": "A1"}, g1)], "EPSG:4326")
+    with pytest.raises(BadInputError, match=r"has no 'id' field \(nor HYBAS_ID or grdc_no\); fields: code") as exc:
+        read_basins(none, GEO_GRID)
+    assert str(exc.value).startswith(str(none))
+    dup = _ogr(tmp_path / "dup.shp", [({"HYBAS_ID": 7}, g1), ({"HYBAS_ID": 7}, g2)], "EPSG:4326")
+    with pytest.raises(BadInputError, match="duplicate basin id '7'"):
+        read_basins(dup, GEO_GRID)
+
+
+def _shapefile_parts(tmp_path, name="b"):
+    folder = tmp_path / name
+    folder.mkdir()
+    feats = [({"id": f"b{i}"}, box(10.1 + 0.2 * i, 40.1, 10.25 + 0.2 * i, 40.3)) for i in range(4)]
+    return _ogr(folder / f"{name}.shp", feats, "EPSG:4326")
+
+
+def _damage(tmp_path, case):
+    if case in ("no .dbf", "no .shx", "truncated .shp", "truncated .dbf", "truncated .shx"):
+        shp = _shapefile_parts(tmp_path)
+        what, ext = case.split(" ")
+        part = shp.with_suffix(ext)
+        if what == "no":
+            part.unlink()
+        else:
+            part.write_bytes(part.read_bytes()[: part.stat().st_size // 2 + 3])
+        return shp
+    name = {"HTML as .shp": "b.shp", "HTML as .gpkg": "b.gpkg", "text as .shp": "b.shp", "GeoTIFF as .gpkg": "b.gpkg",
+            "random bytes as .fgb": "b.fgb", "not a GeoPackage": "b.gpkg", "attribute table only": "b.gpkg"}[case]
+    p = tmp_path / name
+    if case.startswith("HTML"):
+        p.write_text("<!DOCTYPE html>\n<html><body>Please log in</body></html>\n")
+    elif case == "text as .shp":
+        p.write_text("id,lon,lat\nx,1,2\n" * 20)
+    elif case == "GeoTIFF as .gpkg":
+        import rasterio
+
+        with rasterio.open(p, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8", crs="EPSG:4326",
+                           transform=Affine(0.1, 0, 10, 0, -0.1, 41)) as dst:
+            dst.write(np.zeros((1, 4, 4), "uint8"))
+    elif case == "random bytes as .fgb":
+        p.write_bytes(np.random.default_rng(1).bytes(4096))
+    elif case == "attribute table only":  # a valid GeoPackage holding a table without geometries
+        from pyogrio import raw
+
+        raw.write(str(p), None, [np.array(["a"])], ["id"], driver="GPKG", layer="t")
+    else:  # an SQLite file with the GeoPackage application id but none of its tables
+        import sqlite3
+
+        con = sqlite3.connect(p)
+        con.execute("PRAGMA application_id = 1196444487")
+        con.execute("CREATE TABLE t (a INTEGER)")
+        con.commit()
+        con.close()
+    return p
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no .dbf", r"\.dbf \(attribute table with the basin ids\) is missing"),
+    ("no .shx", r"\.shx \(index\) is missing"),
+    ("truncated .shp", r"b\.shp is truncated: it has \d+ bytes, its header says \d+"),
+    ("truncated .dbf", r"b\.dbf is truncated: it has \d+ bytes, its header says \d+"),
+    ("truncated .shx", r"b\.shx is truncated"),
+    ("HTML as .shp", r"is an HTML page, not a Shapefile"),
+    ("HTML as .gpkg", r"is an HTML page, not a vector file"),
+    ("text as .shp", r"is not an ESRI Shapefile"),
+    ("GeoTIFF as .gpkg", r"not a vector file GDAL/OGR can read \(basins: GeoJSON, GeoPackage, Shapefile"),
+    ("random bytes as .fgb", r"not a vector file GDAL/OGR can read"),
+    ("not a GeoPackage", r"cannot read as a vector file \(At least one of the required GeoPackage tables"),
+    ("attribute table only", r"layer 't' has no geometries \(a table, not polygons\)"),
+])
+def test_unreadable_vector_files_are_one_line_errors_naming_the_file(tmp_path, case, expected):
+    p = _damage(tmp_path, case)
+    with pytest.raises(BadInputError) as exc:
+        read_basins(p, GEO_GRID)
+    msg = str(exc.value)
+    assert msg.startswith(f"{p}: ") and re.search(expected, msg), msg
+    assert "\n" not in msg and "Traceback" not in msg and exc.value.exit_code == 65
+
+
+def test_shapefile_without_prj(tmp_path, caplog):
+    shp = _shapefile_parts(tmp_path)
+    with_prj = read_basins(shp, GEO_GRID)
+    shp.with_suffix(".prj").unlink()
+    with caplog.at_level("WARNING", logger="hydrocast.basins"):
+        no_prj = read_basins(shp, GEO_GRID)
+    assert any("no CRS" in r.getMessage() and str(shp) in r.getMessage() for r in caplog.records)
+    for a, b in zip(no_prj, with_prj, strict=True):
+        np.testing.assert_array_equal(a.fraction, b.fraction)
+    # projected coordinates (UTM metres) without a .prj: refused, asking for it
+    utm = Transformer.from_crs(4326, 32632, always_xy=True)
+    folder = tmp_path / "utm"
+    folder.mkdir()
+    p = _ogr(folder / "u.shp", [({"id": "u"}, shapely.transform(box(10.1, 40.1, 10.3, 40.3), utm.transform,
+                                                                  interleaved=False))], None)
+    assert not p.with_suffix(".prj").exists()
+    with pytest.raises(BadInputError, match=r"has no CRS and its coordinates .* are not lon/lat; add the \.prj") as exc:
+        read_basins(p, GEO_GRID)
+    assert str(exc.value).startswith(str(p))
+    # with the .prj the same file is read in its CRS
+    p.with_suffix(".prj").write_text(CRS.from_epsg(32632).to_wkt("WKT1_ESRI"))
+    [u] = read_basins(p, GEO_GRID)
+    assert u.area_polygon_km2 == pytest.approx(read_basins(_geojson(tmp_path / "u.geojson", [
+        ({"id": "u"}, box(10.1, 40.1, 10.3, 40.3))]), GEO_GRID)[0].area_polygon_km2, rel=1e-3)
+
+
+def test_a_geopackage_with_several_layers_needs_layer(tmp_path):
+    p = tmp_path / "two.gpkg"
+    _ogr(p, [({"id": "a"}, box(10.1, 40.1, 10.2, 40.2))], "EPSG:4326", driver="GPKG", layer="small")
+    _ogr(p, [({"id": "b"}, box(10.1, 40.1, 10.4, 40.4))], "EPSG:4326", driver="GPKG", layer="large")
+    with pytest.raises(BadInputError, match=r"need exactly one polygon layer \(or `layer`\), found: small, large"):
+        read_basins(p, GEO_GRID)
+    assert [b.id for b in read_basins(p, GEO_GRID, layer="large")] == ["b"]
+    with pytest.raises(BadInputError, match=r"has no layer 'other' \(layers: small, large\)"):
+        read_basins(p, GEO_GRID, layer="other")
+
+
+# --- the model's basin channels: ONE flow-distance scale for the domain ------------------------------
+def test_basin_channels_use_one_domain_scale(tmp_path, routing):
+    p = _csv(tmp_path / "o.csv", [("outer", "o", *_lonlat(59, 9)), ("inner", "i", *_lonlat(30, 9)),
+                                  ("east", "e", *_lonlat(59, 30))])
+    outer, inner, east = read_basins(p, UTM_GRID, routing, min_area_km2=1.0)
+    ch, scale = basin_channels([outer, inner, east], UTM_GRID)
+    # the scale: the largest finite distance of any basin (independently: from the distance maps)
+    assert scale == max(float(np.nanmax(b.distance_km)) for b in (outer, inner, east))
+    assert ch.shape == (3, 2, 12, 8) and ch.dtype == np.float32
+    for i, b in enumerate((outer, inner, east)):
+        inside = b.fraction > 0
+        np.testing.assert_array_equal(ch[i, 0], b.fraction.astype("float32"))
+        np.testing.assert_allclose(ch[i, 1][inside], b.distance_km[inside] / scale, rtol=1e-6)
+        assert np.all(ch[i, 1][~inside] == 0)
+    # nested: a cell of the inner basin is nearer to the inner outlet than to the outer one, which
+    # lies downstream of it; with a per-basin scale both far ends would be 1 and this would fail
+    both = (inner.fraction > 0) & (outer.fraction > 0)
+    assert both.sum() >= 6 and np.all(ch[1, 1][both] < ch[0, 1][both])
+    assert ch[1, 1].max() < 0.8 and ch[:, 1].max() == pytest.approx(1.0)
+    # another basin set with the training scale: the same numbers, not rescaled to its own maximum
+    ch_inner, s2 = basin_channels([inner], UTM_GRID, dist_scale_km=scale)
+    assert s2 == scale
+    np.testing.assert_array_equal(ch_inner[0], ch[1])
+    alone, own = basin_channels([inner], UTM_GRID)
+    assert own == float(np.nanmax(inner.distance_km)) < scale and alone[0, 1].max() == pytest.approx(1.0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="dist_scale_km"):
+            basin_channels([inner], UTM_GRID, dist_scale_km=bad)
+
+
+def test_basin_channels_without_any_distance(tmp_path):
+    p = _geojson(tmp_path / "b.geojson", [({"id": "a"}, box(10.1, 40.1, 10.35, 40.3))])
+    basins = read_basins(p, GEO_GRID)
+    ch, scale = basin_channels(basins, GEO_GRID)
+    assert scale == 1.0 and np.all(ch[0, 1] == 0) and ch[0, 0].sum() == pytest.approx(basins[0].fraction.sum())
+    empty, s = basin_channels([], GEO_GRID)
+    assert empty.shape == (0, 2, 10, 10) and s == 1.0

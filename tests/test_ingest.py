@@ -1,5 +1,5 @@
 """`hydrocast ingest` on a tiny synthetic project (8 x 8 cells): values, runs, reruns, bad files,
-locks and atomic replacement. The files are written with hydrocast.sampledata's writers, in the
+locks and atomic replacement. The files are written with tools.sampledata's writers, in the
 products' real layouts."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from hydrocast import sampledata as sd
+from tools import sampledata as sd
 from hydrocast.cli import app
 from hydrocast.grid import GridSpec
 
@@ -138,7 +138,7 @@ def test_first_ingest_writes_the_cube_with_conserved_totals(project):
             assert ds[name].dims == ("y", "x")
         assert ds["crs"].attrs["crs_wkt"]
         assert ds["precipitation"].attrs["grid_mapping"] == "crs"
-        assert ds.attrs["Conventions"] == "CF-1.8"
+        assert ds.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
         prov = ds["precipitation_source"].values
         assert all(str(p).startswith("final 3B-DAY.MS.MRG.3IMERG.") for p in prov)
 

@@ -151,7 +151,7 @@ def test_model_output_shapes_and_hparams_roundtrip():
     model = HydroConvLSTM(CFG)
     b, t, n, hgt, wid = 2, 5, 3, 9, 11
     x = torch.randn(b, t, 3, hgt, wid)
-    out = model(x, torch.randn(2, hgt, wid), _basins(n, hgt, wid))
+    out = model({"dynamic": x, "static": torch.randn(2, hgt, wid), "basins": _basins(n, hgt, wid)})
     assert out["q"].shape == (b, t, n, 4)
     assert out["maps"].shape == (b, t, 4, 2, hgt, wid)
     assert out["runoff"].shape == (b, t, 4, hgt, wid)
@@ -159,11 +159,11 @@ def test_model_output_shapes_and_hparams_roundtrip():
     assert len(out["state"]) == 2 and out["state"][0][0].shape == (b, 6, hgt, wid)
     # static maps per window give the same result as one broadcast map
     s = torch.randn(2, hgt, wid)
-    torch.testing.assert_close(model(x, s, _basins(n, hgt, wid))["q"],
-                               model(x, s.expand(b, -1, -1, -1), _basins(n, hgt, wid))["q"])
+    torch.testing.assert_close(model({"dynamic": x, "static": s, "basins": _basins(n, hgt, wid)})["q"],
+                               model({"dynamic": x, "static": s.expand(b, -1, -1, -1), "basins": _basins(n, hgt, wid)})["q"])
     rebuilt = HydroConvLSTM(json.loads(json.dumps(model.hparams)))
     rebuilt.load_state_dict(model.state_dict())
-    torch.testing.assert_close(rebuilt(x, s, _basins(n, hgt, wid))["q"], model(x, s, _basins(n, hgt, wid))["q"])
+    torch.testing.assert_close(rebuilt({"dynamic": x, "static": s, "basins": _basins(n, hgt, wid)})["q"], model({"dynamic": x, "static": s, "basins": _basins(n, hgt, wid)})["q"])
     with pytest.raises(ValueError, match="unknown"):
         HydroConvLSTM({**CFG, "hiden": 3})
     with pytest.raises(ValueError, match="missing"):
@@ -176,8 +176,8 @@ def test_basin_readout_is_independent_per_basin():
     model = HydroConvLSTM(CFG)
     x, s = torch.randn(1, 4, 3, 8, 8), torch.randn(2, 8, 8)
     basins = _basins(3, 8, 8)
-    q_all = model(x, s, basins)["q"]
-    q_one = model(x, s, basins[1:2])["q"]
+    q_all = model({"dynamic": x, "static": s, "basins": basins})["q"]
+    q_one = model({"dynamic": x, "static": s, "basins": basins[1:2]})["q"]
     torch.testing.assert_close(q_all[:, :, 1:2], q_one)
     assert (q_all[:, :, 0] - q_all[:, :, 2]).abs().max() > 0
 
@@ -223,7 +223,7 @@ def test_physical_discharge_is_never_negative():
     model = HydroConvLSTM(CFG)
     with torch.no_grad():
         model.basin_head.b2.fill_(-50.0)  # force strongly negative normalised outputs
-        q_norm = model(torch.randn(1, 3, 3, 6, 6), torch.randn(2, 6, 6), _basins(2, 6, 6))["q"]
+        q_norm = model({"dynamic": torch.randn(1, 3, 3, 6, 6), "static": torch.randn(2, 6, 6), "basins": _basins(2, 6, 6)})["q"]
     assert (q_norm < 0).any()
     mean, std = torch.tensor([[10.0], [0.5]]), torch.tensor([[4.0], [0.2]])  # (N, 1)
     q = discharge_from_normalised(q_norm, mean, std)
@@ -256,9 +256,9 @@ def test_mixed_precision_keeps_the_cell_state_in_float32():
     model = HydroConvLSTM(CFG)
     x, s, basins = torch.randn(1, 6, 3, 8, 8), torch.randn(2, 8, 8), _basins(2, 8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(x, s, basins)
+        out = model({"dynamic": x, "static": s, "basins": basins})
     h, c = out["state"][-1]
     assert h.dtype == torch.bfloat16 and c.dtype == torch.float32
     assert torch.isfinite(out["q"].float()).all()
-    ref = model(x, s, basins)["q"]
+    ref = model({"dynamic": x, "static": s, "basins": basins})["q"]
     assert (out["q"].float() - ref).abs().max() < 0.1  # bf16 is close to float32

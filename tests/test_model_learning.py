@@ -41,7 +41,7 @@ def test_overfits_a_tiny_task():
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     def loss_fn():
-        out = model(x, static, basins)
+        out = model({"dynamic": x, "static": static, "basins": basins})
         return (nse_star_loss(out["q"][:, warmup:], q_obs[:, warmup:], 1.0)
                 + ((out["maps"][:, warmup:] - maps_obs[:, warmup:]) ** 2).mean() * 0.01)
 
@@ -97,12 +97,12 @@ def test_rain_location_decides_timing_convlstm_learns_it_lumped_cannot():
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(250):
         opt.zero_grad()
-        q = model(rain_tr, basin_ch=basins)["q"][:, warmup:, 0, 0]
+        q = model({"dynamic": rain_tr, "basins": basins})["q"][:, warmup:, 0, 0]
         loss = nse_star_loss(q, z_tr[:, warmup:], 1.0)
         loss.backward()
         opt.step()
     with torch.no_grad():
-        q = model(rain_te, basin_ch=basins)["q"][:, warmup:, 0, 0]
+        q = model({"dynamic": rain_te, "basins": basins})["q"][:, warmup:, 0, 0]
     nse_conv = _nse(q, z_te[:, warmup:])
     t_conv = time.perf_counter() - start
 

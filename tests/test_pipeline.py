@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
@@ -147,7 +146,9 @@ def test_predict_gauged_cf_and_moved_artefact(work, trained, tmp_path):
     with xr.open_dataset(hyd) as ds:
         q = ds["discharge"].values[0]
         assert ds.attrs["featureType"] == "timeSeries"
-        assert [str(t)[:10] for t in ds["time"].values] == ["2020-07-01", "2020-07-02", "2020-07-03"]
+        # valid time = the END of each averaged day (GloFAS dis24 convention); bounds = the day
+        assert [str(t)[:10] for t in ds["time"].values] == ["2020-07-02", "2020-07-03", "2020-07-04"]
+        assert str(ds["forecast_reference_time"].values)[:19] == "2020-07-01T00:00:00"
         assert (q >= 0).all() and np.isfinite(q).all()
         assert np.isfinite(ds["last_observed_discharge"].values[0])
     assert summary["basins"][0]["discharge_m3s"] == pytest.approx(q.tolist(), rel=1e-3)
@@ -284,7 +285,7 @@ def test_killed_training_resumes_from_last_epoch(work, cube, tmp_path):
     model = tmp_path / "model"
     cfg = project_config(tmp_path, cube, model)
     cfg.write_text(cfg.read_text().replace("epochs = 2", "epochs = 4"))
-    ckpt = tmp_path / ".model.checkpoint" / "model.json"
+    ckpt = tmp_path / ".model.checkpoint-convlstm" / "model.json"  # the ConvLSTM loop's checkpoint
     proc = subprocess.Popen([sys.executable, "-m", "hydrocast.cli", "train", "--config", str(cfg), "--quiet"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

@@ -1,4 +1,4 @@
-"""The synthetic sample generator (hydrocast.sampledata) and the committed sample_data/ it made.
+"""The synthetic sample generator (tools.sampledata) and the committed sample_data/ it made.
 
 Format checks compare against the real example files in ../shared/data where the layout is
 known from them (attribute names, dtypes, dimension order); physical checks read the committed
@@ -18,7 +18,7 @@ import netCDF4
 import numpy as np
 import pytest
 
-from hydrocast import sampledata as sd
+from tools import sampledata as sd
 
 SMALL = dict(seed=42, start="2015-01-12", end="2015-01-19", spinup_days=10)
 

@@ -346,3 +346,101 @@ def test_html_empty_and_bad_names(tmp_path):
                           start="2020-01-01T00:30:00")
     with pytest.raises(BadInputError, match="inconsistent"):
         imerg.scan(wrong_seq, {})
+
+
+# ------------------------------------------------------------------------------------------------
+# files without a single valid value (written by tools.sampledata's writers, the real layouts)
+# ------------------------------------------------------------------------------------------------
+REG_LON = np.round(-8.25 + 0.1 * np.arange(6), 2)  # a regional cut (a GES DISC subset)
+REG_LAT = np.round(40.15 + 0.1 * np.arange(5), 2)
+GLOBAL_LON = np.round(-179.0 + 2.0 * np.arange(180), 2)  # a global grid (coarse: cheap to write)
+GLOBAL_LAT = np.round(-89.0 + 2.0 * np.arange(90), 2)
+
+
+def _hhr(tmp_path, lon, lat, fill, run="final"):
+    """A half-hourly granule, 2020-03-01 00:30, whose (lat, lon) field is ``fill`` everywhere (NaN:
+    the writer stores its -9999.9 fill value)."""
+    from tools import sampledata as sd
+
+    path = tmp_path / sd.imerg_hhr_name("2020-03-01", 1, run=run)
+    return sd.write_imerg_hhr(path, "2020-03-01", 1, np.full((lat.size, lon.size), fill), lon, lat, run=run)
+
+
+@pytest.mark.parametrize("lon, lat", [(REG_LON, REG_LAT), (GLOBAL_LON, GLOBAL_LAT)], ids=["regional", "global"])
+@pytest.mark.parametrize("value", [-5000.0, -1.0])
+def test_a_field_of_non_fill_invalid_values_is_refused(tmp_path, lon, lat, value):
+    path = _hhr(tmp_path, lon, lat, value)
+    with h5py.File(path, "r") as f:  # what the file holds: the value itself, not the fill value
+        assert np.all(f["Grid/precipitation"][()] == np.float32(value))
+    for bbox in (None, (-8.2, 40.2, -7.8, 40.5)):
+        with pytest.raises(BadInputError) as exc:
+            imerg.read_arrays(path, {}, bbox)
+        msg = str(exc.value)
+        assert msg.startswith(f"{path}: no valid precipitation value in the whole field") and f"e.g. {value:g}" in msg
+        assert exc.value.exit_code == 65 and "\n" not in msg
+
+
+def test_a_global_half_hour_of_fill_values_is_refused_a_regional_cut_is_a_gap(tmp_path):
+    from tools import sampledata as sd
+
+    glob = _hhr(tmp_path, GLOBAL_LON, GLOBAL_LAT, np.nan)
+    with h5py.File(glob, "r") as f:
+        assert np.all(f["Grid/precipitation"][()] == sd.IMERG_FILL)
+    with pytest.raises(BadInputError, match=r"no valid precipitation value in the whole field \(every value is") as exc:
+        imerg.read(glob, {}, (-8.2, 40.2, -7.8, 40.5))
+    assert str(exc.value).startswith(str(glob))
+    # the same half-hour as a regional cut: a coverage gap, NaN and no error (like the real V06B cut)
+    sub = tmp_path / "cut"
+    sub.mkdir()
+    da = imerg.read(_hhr(sub, REG_LON, REG_LAT, np.nan), {}, None)
+    assert da.shape == (1, REG_LAT.size, REG_LON.size) and np.isnan(da.values).all()
+    # the probability of liquid precipitation of the global granule: the writer fills it too
+    with pytest.raises(BadInputError, match=r"no valid value of 'probabilityLiquidPrecipitation'"):
+        imerg.read(glob, {"variable": "probabilityLiquidPrecipitation"}, None)
+
+
+def test_a_region_without_data_in_a_granule_with_data_elsewhere_is_silent(tmp_path, monkeypatch):
+    from tools import sampledata as sd
+
+    rate = np.full((GLOBAL_LAT.size, GLOBAL_LON.size), np.nan)
+    rate[-1, -1] = 0.7  # one valid cell, in the last block scanned (lon 179, lat 89)
+    rate[45, 90] = -5000.0  # a stray garbage value: one more missing cell, not a broken file
+    path = sd.write_imerg_hhr(tmp_path / sd.imerg_hhr_name("2020-03-01", 1), "2020-03-01", 1, rate,
+                              GLOBAL_LON, GLOBAL_LAT)
+    monkeypatch.setattr(imerg, "_BLOCK", 3 * GLOBAL_LAT.size)  # 3 longitudes a block: 60 blocks
+    reads = []
+    real = imerg._decode
+    monkeypatch.setattr(imerg, "_decode", lambda raw, attrs: reads.append(raw.shape) or real(raw, attrs))
+    da = imerg.read(path, {}, (-8.2, 40.2, -7.8, 40.5))
+    assert np.isnan(da.values).all()
+    # the region, then the whole field block by block up to the block holding the valid value
+    assert np.prod(reads[0]) <= 4 and len(reads) == 1 + 60 and reads[-1] == (1, 3, 90)
+    whole = imerg.read(path, {}, None)
+    assert np.nansum(whole.values) == pytest.approx(0.7 * 24, rel=1e-6) and np.isfinite(whole.values).sum() == 1
+    # data in the first block: the scan stops there
+    rate[-1, -1], rate[0, 0] = np.nan, 0.7
+    sd.write_imerg_hhr(path, "2020-03-01", 1, rate, GLOBAL_LON, GLOBAL_LAT)
+    reads.clear()
+    assert np.isnan(imerg.read(path, {}, (-8.2, 40.2, -7.8, 40.5)).values).all() and len(reads) == 2
+
+
+def test_the_usual_path_reads_the_region_only(tmp_path, monkeypatch):
+    """A region with a valid value: the whole-field scan is never called."""
+    lon, lat, vals = small_grid()
+    path = write_hhr(tmp_path / "3B-HHR.MS.MRG.3IMERG.20200101-S000000-E002959.0000.V07B.HDF5", lon, lat, vals)
+    monkeypatch.setattr(imerg, "_field_state", lambda *a: pytest.fail("whole field scanned"))
+    da = imerg.read(path, {}, (10.0, 45.0, 10.3, 45.3))
+    assert np.isfinite(da.values).all()
+
+
+@pytest.mark.parametrize("value, why", [(-5000.0, "e.g. -5000"), (np.nan, "every value is the fill value")])
+def test_a_daily_file_without_a_valid_value_is_refused_even_as_a_regional_cut(tmp_path, value, why):
+    """A whole day without one estimate over the file is not a coverage gap of one half-hour."""
+    from tools import sampledata as sd
+
+    path = tmp_path / sd.imerg_day_name("2020-03-02")
+    sd.write_imerg_day(path, "2020-03-02", np.full((REG_LAT.size, REG_LON.size), value),
+                       REG_LON, REG_LAT)
+    with pytest.raises(BadInputError, match=r"no valid precipitation value in the whole field") as exc:
+        imerg.read(path, {}, (-8.2, 40.2, -7.8, 40.5))
+    assert str(exc.value).startswith(str(path)) and why in str(exc.value)

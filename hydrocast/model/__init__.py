@@ -5,14 +5,15 @@ Public API::
     ConvLSTMCell, ConvLSTM            the recurrent core (convlstm.py)
     HydroConvLSTM                     core + heads, built from a dict of hyperparameters
     BasinHead                         discharge of any basin from the shared hidden maps
-    LumpedLSTM, basin_average         the lumped baseline and its inputs
+    LumpedLSTM, lumped_inputs         the lumped baseline and its inputs (basin averages)
+    STREAMS                           the named input streams every model takes (one mapping)
     nse_star_loss                     the NSE* training loss (NaN observations masked)
     discharge_from_normalised         normalised head output -> non-negative physical discharge
 """
 
 from .convlstm import ConvLSTM, ConvLSTMCell, lstm_gates
-from .network import (HPARAM_DEFAULTS, BasinHead, HydroConvLSTM, LumpedLSTM, basin_average,
-                      discharge_from_normalised, nse_star_loss)
+from .network import (HPARAM_DEFAULTS, STREAMS, BasinHead, HydroConvLSTM, LumpedLSTM, basin_average,
+                      discharge_from_normalised, lumped_inputs, nse_star_loss)
 
 __all__ = ["ConvLSTM", "ConvLSTMCell", "lstm_gates", "HPARAM_DEFAULTS", "BasinHead", "HydroConvLSTM",
-           "LumpedLSTM", "basin_average", "discharge_from_normalised", "nse_star_loss"]
+           "LumpedLSTM", "STREAMS", "basin_average", "lumped_inputs", "discharge_from_normalised", "nse_star_loss"]

@@ -9,7 +9,7 @@ costs one cheap readout rather than a new pass over the window.
 
 Shapes (``B`` windows, ``T`` days, ``N`` basins, ``L`` lead days, ``M`` forecast map variables)::
 
-    model(x_dyn, x_static, basin_ch) -> {
+    model({"dynamic": x_dyn, "static": x_static, "basins": basin_ch}) -> {
         "q":      (B, T, N, L)     normalised discharge; q[:, t, :, l] is the forecast issued with
                                    data up to and including day t, for day t + l + 1
         "maps":   (B, T, L, M, H, W) forecast maps (normalised), same time convention
@@ -20,6 +20,16 @@ Shapes (``B`` windows, ``T`` days, ``N`` basins, ``L`` lead days, ``M`` forecast
                                    basin n's map
         "state":  list of (h, c)   the core's final state, to continue a stateful run
     }
+
+Named input streams
+-------------------
+Every model takes ONE mapping of named streams (:data:`STREAMS`), so that adding an input is
+adding a key (observed discharge, forecast maps, ... in later versions):
+
+    "dynamic"         (B, T, C, H, W)  normalised dynamic maps + validity + season channels
+    "static"          (S, H, W) or (B, S, H, W)  normalised static layers + DEM validity
+    "basins"          (N, 2, H, W)     basin fraction and flow distance / domain scale
+    "basin_area_km2"  (N,)             basin areas (the lumped baseline's log-area attribute)
 
 Discharge non-negativity
 ------------------------
@@ -42,6 +52,7 @@ output (e.g. a physical-space loss).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -49,6 +60,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .convlstm import ConvLSTM, State
+
+#: the named input streams every model reads (see the module docstring)
+STREAMS = ("dynamic", "static", "basins", "basin_area_km2")
 
 #: Hyperparameters of :class:`HydroConvLSTM`; ``None`` means required.
 HPARAM_DEFAULTS: dict[str, Any] = {
@@ -131,12 +145,12 @@ class BasinHead(nn.Module):
 class HydroConvLSTM(nn.Module):
     """ConvLSTM core + basin head + map head, built from a plain dict (see :data:`HPARAM_DEFAULTS`).
 
-    ``forward(x_dyn, x_static=None, basin_ch=None, state=None)``:
+    ``forward(streams, state=None)`` with ``streams`` a mapping of named inputs (:data:`STREAMS`):
 
-    * ``x_dyn`` (B, T, n_dynamic, H, W), normalised, no NaN (fill gaps and add validity channels
-      upstream);
-    * ``x_static`` (B, n_static, H, W) or (n_static, H, W), repeated over the days;
-    * ``basin_ch`` (N, 2, H, W) for the basins to read out (``None``: ``q`` has N = 0);
+    * ``"dynamic"`` (B, T, n_dynamic, H, W), normalised, no NaN (fill gaps and add validity
+      channels upstream);
+    * ``"static"`` (B, n_static, H, W) or (n_static, H, W), repeated over the days;
+    * ``"basins"`` (N, 2, H, W) for the basins to read out (absent: ``q`` has N = 0);
     * ``state`` initial core state (see :class:`ConvLSTM`), for stateful chunked runs.
 
     Returns the dict described in the module docstring. Unknown hyperparameters are errors;
@@ -169,9 +183,10 @@ class HydroConvLSTM(nn.Module):
     def hparams(self) -> dict[str, Any]:
         return dict(self._hparams)
 
-    def forward(self, x_dyn: torch.Tensor, x_static: torch.Tensor | None = None,
-                basin_ch: torch.Tensor | None = None, state: list[State | None] | None = None
+    def forward(self, streams: Mapping[str, torch.Tensor], state: list[State | None] | None = None
                 ) -> dict[str, Any]:
+        _check_streams(streams)
+        x_dyn, x_static, basin_ch = streams["dynamic"], streams.get("static"), streams.get("basins")
         hp = self._hparams
         if x_dyn.ndim != 5 or x_dyn.shape[2] != hp["n_dynamic"]:
             raise ValueError(f"expected x_dyn of shape (B, T, {hp['n_dynamic']}, H, W), got {tuple(x_dyn.shape)}")
@@ -204,9 +219,12 @@ class HydroConvLSTM(nn.Module):
 class LumpedLSTM(nn.Module):
     """The lumped baseline: an LSTM over basin-averaged inputs (+ static basin attributes).
 
-    ``forward(x)``: ``x`` (B, T, n_inputs) or (B, T, N, n_inputs) (N basins, each its own sequence)
-    -> normalised discharge (B, T, L) or (B, T, N, L), same time convention as
-    :class:`HydroConvLSTM`. Static attributes are concatenated by the caller to every day.
+    ``forward(streams)``: the same named streams as :class:`HydroConvLSTM` (``"dynamic"``,
+    ``"static"``, ``"basins"``, ``"basin_area_km2"``) → ``{"q": (B, T, N, L)}`` normalised
+    discharge, same time convention. The maps are averaged over each basin (:func:`lumped_inputs`).
+
+    ``forward(x)`` with a tensor ``x`` (B, T, n_inputs) or (B, T, N, n_inputs) (N basins, each its
+    own sequence) runs the LSTM on ready-made lumped inputs → (B, T, L) or (B, T, N, L).
     """
 
     def __init__(self, n_inputs: int, hidden: int, lead_days: int):
@@ -222,7 +240,10 @@ class LumpedLSTM(nn.Module):
     def hparams(self) -> dict[str, Any]:
         return dict(self._hparams)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x):
+        if isinstance(x, Mapping):
+            _check_streams(x)
+            return {"q": self.forward(lumped_inputs(x))}
         if x.ndim == 4:
             b, t, n, c = x.shape
             y = self.forward(x.permute(0, 2, 1, 3).reshape(b * n, t, c))
@@ -236,6 +257,29 @@ def basin_average(x: torch.Tensor, basin_ch: torch.Tensor) -> torch.Tensor:
     mask = basin_ch[:, 0].to(x.dtype)
     mask = mask / mask.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
     return torch.einsum("btchw,nhw->btnc", x, mask)
+
+
+def lumped_inputs(streams: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The lumped LSTM's inputs (B, T, N, C): basin averages of the ``"dynamic"`` channels and of
+    the ``"static"`` layers, plus log10 of ``"basin_area_km2"``."""
+    x, static, basin_ch = streams["dynamic"], streams["static"], streams["basins"]
+    if static.ndim == 4:
+        static = static[0]
+    b, t = x.shape[:2]
+    dyn = basin_average(x, basin_ch)  # (B, T, N, C)
+    st = basin_average(static.unsqueeze(0).unsqueeze(0), basin_ch)[0, 0]  # (N, S)
+    area = torch.as_tensor(streams["basin_area_km2"], device=x.device).to(x.dtype)
+    area = torch.log10(area.clamp_min(1e-3)).view(-1, 1)
+    st = torch.cat([st, area], dim=1)
+    return torch.cat([dyn, st.view(1, 1, *st.shape).expand(b, t, -1, -1)], dim=-1)
+
+
+def _check_streams(streams: Mapping) -> None:
+    unknown = set(streams) - set(STREAMS)
+    if unknown:
+        raise ValueError(f"unknown input streams {sorted(unknown)}; known: {list(STREAMS)}")
+    if "dynamic" not in streams:
+        raise ValueError("the input streams need 'dynamic'")
 
 
 def nse_star_loss(pred: torch.Tensor, obs: torch.Tensor, basin_std: torch.Tensor | float,

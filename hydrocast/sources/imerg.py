@@ -30,6 +30,19 @@ in mm/day: ``mm/hr`` ×24, ``mm/day`` ×1, ``kg m-2 s-1`` ×86400, and an amount
 daily files) is divided by the step's length in days (daily ×1, half-hour ×48, month ÷ days).
 Unknown units are a BadInputError.
 
+A file without a single valid value anywhere is refused like any bad file (BadInputError "no
+valid precipitation value in the whole field ...") when its values are not all the declared
+fill value (e.g. all −5000: a broken writer, a tampered file), and when it is a daily or monthly
+file or a global half-hourly granule that is all fill value (a whole day without one estimate
+over the file's region, or an empty global granule; ingest then builds the day from the run's
+half-hourly files, if any). The one exception is a **regional cut of one half-hour** (a GES DISC
+subset) that is all fill value: a legitimate gap in the coverage for that half-hour (the real
+V06B south-pole cut in the shared test data is one), read as NaN, silently, and counted as a
+missing half-hour. A region with no valid value read from a larger file that has valid values
+elsewhere is silent too. The check costs nothing on the usual path: only when the region read
+holds no valid value is the whole field scanned, in blocks, stopping at the first valid value
+(:func:`_field_state`).
+
 Reading is done with h5py (NetCDF4 files are HDF5; its low-level API, see :mod:`._h5`), slicing
 the lat/lon vectors to ``bbox`` first, so a global 3600×1800 granule costs only the region's
 cells. ``scan`` reads the name and the file's first bytes only; ``read`` checks the header.
@@ -45,8 +58,17 @@ import numpy as np
 from ..errors import BadInputError
 from . import HDF5_SIGNATURE, Arrays, FileInfo, check_signature
 from . import _h5 as h5
-from .generic import (attr_str, _norm_units, clip_lonlat, days_covered, decode_time_values, precip_factors,
-                      read_selection, step_end, to_dataarray)
+from .generic import (
+    _norm_units,
+    attr_str,
+    clip_lonlat,
+    days_covered,
+    decode_time_values,
+    precip_factors,
+    read_selection,
+    step_end,
+    to_dataarray,
+)
 
 _NAME = re.compile(
     r"3B-(?P<product>HHR|DAY|MO)(?:-(?P<run>[EL]))?\.MS\.MRG\.3IMERG\."
@@ -291,27 +313,16 @@ def read_arrays(path, options: dict, bbox) -> Arrays:
                                     "expected one time step on a lon/lat grid")
             xs, ys = clip_lonlat(path, lon, lat, bbox)
             raw = read_selection(lambda idx: ds[idx], dims, {lon_n: xs, lat_n: ys}, lon_n)
+            units = attr_str(_attr_dict(attrs, "units", "Units", default="")).strip()
+            percent = _norm_units(units) in ("percent", "%")
+            data = _decode(raw, attrs)
+            if not _any_valid(data, percent):  # rare: only then is the whole field looked at
+                _check_field(path, ds, attrs, percent, name, gap_allowed=info["step"] == "30min"
+                             and not _covers_globe(lon, lat))
         except BadInputError:
             raise
         except _HDF5_ERRORS as exc:
             raise BadInputError(f"{path}: truncated or corrupt HDF5 file ({exc})") from None
-    units = attr_str(_attr_dict(attrs, "units", "Units", default="")).strip()
-    fills = _fill_values(attrs)
-    scale = attrs.get("scale_factor")
-    offset = attrs.get("add_offset")
-
-    missing = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
-    for fv in fills:
-        try:
-            missing |= raw == np.asarray(fv).astype(raw.dtype)
-        except (OverflowError, ValueError):
-            continue
-    data = raw.astype("float64")
-    if scale is not None:
-        data = data * float(np.asarray(scale).ravel()[0])
-    if offset is not None:
-        data = data + float(np.asarray(offset).ravel()[0])
-    data[missing] = np.nan
     # to (lat, lon) with a leading time axis
     order = [dims.index(lat_n), dims.index(lon_n)]
     other_axes = [i for i in range(len(dims)) if i not in order]
@@ -319,7 +330,7 @@ def read_arrays(path, options: dict, bbox) -> Arrays:
 
     start, step = info["start"], info["step"]
     extra = {"variable": name, "version": info["version"], "product": info["product"]}
-    if _norm_units(units) in ("percent", "%"):
+    if percent:
         data[(data < 0) | (data > 100)] = np.nan
         out_units = "percent"
     else:
@@ -330,6 +341,92 @@ def read_arrays(path, options: dict, bbox) -> Arrays:
         extra["original_units"] = units
     return Arrays(data.astype("float32"), np.array([start], dtype="datetime64[ns]"), xs.coords, ys.coords,
                   "EPSG:4326", out_units, step, info["run"], path.name, extra)
+
+
+def _decode(raw: np.ndarray, attrs: dict) -> np.ndarray:
+    """Stored values as float64: fill values and non-finite values NaN, scale/offset applied."""
+    missing = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
+    for fv in _fill_values(attrs):
+        try:
+            missing |= raw == np.asarray(fv).astype(raw.dtype)
+        except (OverflowError, ValueError):
+            continue
+    data = raw.astype("float64")
+    scale = attrs.get("scale_factor")
+    offset = attrs.get("add_offset")
+    if scale is not None:
+        data = data * float(np.asarray(scale).ravel()[0])
+    if offset is not None:
+        data = data + float(np.asarray(offset).ravel()[0])
+    data[missing] = np.nan
+    return data
+
+
+def _any_valid(data: np.ndarray, percent: bool) -> bool:
+    """Whether any decoded value is valid: >= 0 (precipitation) or 0..100 (a percentage)."""
+    with np.errstate(invalid="ignore"):
+        ok = (data >= 0) & (data <= 100) if percent else data >= 0
+    return bool(ok.any())
+
+
+#: values per block when :func:`_field_state` scans a whole field (4 MB of float32)
+_BLOCK = 1 << 20
+
+
+def _is_fill(raw: np.ndarray, attrs: dict) -> np.ndarray:
+    """Where ``raw`` holds a declared fill value (NaN counts only when a fill value is NaN)."""
+    out = np.zeros(raw.shape, bool)
+    for fv in _fill_values(attrs):
+        if np.isnan(fv):
+            if raw.dtype.kind == "f":
+                out |= np.isnan(raw)
+            continue
+        try:
+            out |= raw == np.asarray(fv).astype(raw.dtype)
+        except (OverflowError, ValueError):
+            continue
+    return out
+
+
+def _field_state(ds, attrs: dict, percent: bool) -> tuple[bool, bool, float | None]:
+    """``(any valid value, every value a declared fill value, an invalid value that is not a fill)``
+    over the WHOLE field, read in blocks along its first axis longer than 1, stopping at the first
+    valid value (for a granule with data anywhere, usually within the first block)."""
+    shape = ds.shape
+    axis = next((i for i, n in enumerate(shape) if n > 1), 0)
+    rest = max(1, int(np.prod(shape)) // max(shape[axis], 1))
+    step = max(1, _BLOCK // rest)
+    only_fill, example = True, None
+    for a in range(0, shape[axis], step):
+        index = tuple(slice(a, a + step) if i == axis else slice(None) for i in range(len(shape)))
+        raw = np.asarray(ds[index])
+        if _any_valid(_decode(raw, attrs), percent):
+            return True, False, None
+        other = ~_is_fill(raw, attrs)
+        if other.any():
+            only_fill = False
+            example = example if example is not None else float(raw[other].flat[0])
+    return False, only_fill, example
+
+
+def _covers_globe(lon: np.ndarray, lat: np.ndarray) -> bool:
+    """Whether the file's grid spans all longitudes and latitudes (a global granule, not a cut)."""
+    def extent(v):
+        return v.size * float(np.abs(np.diff(v.astype("float64"))).mean()) if v.size > 1 else 0.0
+    return extent(lon) >= 359.9 and extent(lat) >= 179.9
+
+
+def _check_field(path: Path, ds, attrs: dict, percent: bool, name: str, gap_allowed: bool) -> None:
+    """BadInputError unless the field holds a valid value somewhere or, where ``gap_allowed`` (a
+    regional cut of one half-hour), is all fill value: a gap in the product's coverage (see the
+    module docstring)."""
+    has_valid, only_fill, example = _field_state(ds, attrs, percent)
+    if has_valid or (only_fill and gap_allowed):
+        return
+    what = f"value of {name!r}" if percent else "precipitation value"
+    why = ("every value is the fill value" if only_fill
+           else f"its values are NaN, negative or out of range, e.g. {example:g}: a broken file")
+    raise BadInputError(f"{path}: no valid {what} in the whole field ({why})")
 
 
 def _attr_dict(attrs: dict, *names, default=None):

@@ -1,6 +1,9 @@
 """A deterministic, seeded synthetic sample region written in the products' real raw formats.
 
-``python -m hydrocast.sampledata OUTDIR [--seed 42] [--start 2015-01-01] [--end 2020-12-31]``
+``python -m tools.sampledata OUTDIR [--seed 42] [--start 2015-01-01] [--end 2020-12-31]`` (from the repository root)
+
+Not part of the installed package (``tools/`` is outside ``hydrocast``). The attributes written into the files
+still say "hydrocast.sampledata" (its former module name): changing them would change every committed file.
 
 The region looks like northern Portugal: rain-dominated, wet Atlantic winters and dry summers, a
 coastal plain in the west rising to a north-south ridge near 7.4°W. Everything is made up; only the
@@ -1367,9 +1370,10 @@ A made-up, northern-Portugal-like, rain-dominated region written in the **real r
 products hydrocast reads. Nothing here is an observation: the values come from a seeded weather
 generator and a simple hydrological model. Regenerate it (byte-identical) with
 
-    python -m hydrocast.sampledata sample_data --seed {summary['seed']} --start {summary['start']} --end {summary['end']}
+    python -m tools.sampledata sample_data --seed {summary['seed']} --start {summary['start']} --end {summary['end']}
 
-The physics and the file layout are documented in the docstring of `hydrocast/sampledata.py`.
+The physics and the file layout are documented in the docstring of `tools/sampledata.py`
+(run it from the repository root).
 
 - Region (grid bounds, EPSG:4326): west, south, east, north = -8.8, 40.0, -7.2, 41.6 (0.05° -> 32 x 32 cells).
 - Period {summary['start']} .. {summary['end']} ({summary['n_days']} days): train 2015-2018, validation 2019, test 2020.
@@ -1421,7 +1425,7 @@ Discharge has {OBS_NOISE * 100:g} % multiplicative observation noise.
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hydrocast.sampledata",
+    ap = argparse.ArgumentParser(prog="python -m tools.sampledata",
                                  description="Write the synthetic hydrocast sample region into OUTDIR.")
     ap.add_argument("outdir", type=Path)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
