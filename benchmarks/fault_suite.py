@@ -105,12 +105,14 @@ HOOK = '''"""Fault injection for benchmarks/fault_suite.py (see its docstring). 
 
 HC_FAULT = "log" | "kill-before:N" | "kill-after:N" | "stop-before:N" | "stop-after:N"
 HC_FAULT_ROOT: only renames with a source or target under this folder count.
-HC_FAULT_LOG: a file that gets one JSON line per counted rename.
+HC_FAULT_LOG: a file that gets one JSON line per counted rename (t: seconds since this import).
 """
 import json
 import os
 import signal
+import time
 
+_T0 = time.monotonic()
 _SPEC = os.environ.get("HC_FAULT", "")
 _ROOT = os.path.realpath(os.environ.get("HC_FAULT_ROOT", "/nonexistent")) + os.sep
 _LOG = os.environ.get("HC_FAULT_LOG")
@@ -140,7 +142,8 @@ def _wrap(name):
         _count[0] += 1
         if _LOG:
             with open(_LOG, "a") as fh:
-                fh.write(json.dumps({"n": _count[0], "op": name, "src": os.fspath(src), "dst": os.fspath(dst)}) + "\\n")
+                fh.write(json.dumps({"n": _count[0], "op": name, "src": os.fspath(src), "dst": os.fspath(dst),
+                                     "t": round(time.monotonic() - _T0, 3)}) + "\\n")
         _fire("before")
         result = orig(src, dst, *args, **kwargs)
         if _LOG and os.path.isdir(dst):
@@ -559,6 +562,7 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
         if self.needs("train") or self.train_dry is not None:
             return
         d, cfg = self.case_dir("train dry run")
+        self.train_dry_dir = d
         log = d / "renames.jsonl"
         self.train_dry = self.hc.run(["train", "--config", str(cfg), "--seed", "1", "--epochs", "2"], d,
                                      fault="log", log=log)
@@ -579,7 +583,9 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
     @staticmethod
     def describe(e: dict) -> str:
         def short(p: str) -> str:
-            return re.sub(r"(?<=\.)\d{2,7}(?=\.)", "<pid>", Path(p).name)
+            name = re.sub(r"\d{8}T\d{6}(\.\d+)?Z-\d+", "<version>", Path(p).name)
+            name = re.sub(r"(?<=\.)\d{2,7}(?=\.)", "<pid>", name)
+            return re.sub(r"_\d{8}_[0-9a-f]{8}_", "_<date>_<id>_", name)
         return f"{short(e['src'])} -> {short(e['dst'])}"
 
     @staticmethod
@@ -791,7 +797,7 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
         # version 1: the version of the old artefact format
         case = "artefact format_version 1: predict"
         if skip:
-            yield Row(case, "65 naming version", skip, "SKIP")
+            yield Row(case, "0 (loads) or 65 naming version", skip, "SKIP")
         else:
             d, cfg = self.case_dir(case)
             tamper_json(version(1))(d)
@@ -800,9 +806,9 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
             if version0 == 1:
                 exp = "0 (1 is the version this code writes)"
                 c.expect(code_is(res, OK), res.got())
-            else:
-                exp = "65 naming version"
-                c.expect(code_is(res, DATAERR) and "version" in res.line().lower(), res.got())
+            else:  # the issue: "a version-1 artefact still loads or fails with a clear message"
+                exp = "0 (loads) or 65 naming version"
+                c.expect(code_is(res, OK) or (code_is(res, DATAERR) and "version" in res.line().lower()), res.got())
             yield c.row(case, exp)
         # a checkpoint holding junk, or holding something else (the final artefact)
         for what in ("junk bytes", "a model artefact"):
@@ -812,30 +818,38 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
             if skip2:
                 yield Row(case, exp, skip2, "SKIP")
                 continue
-            ck = [e for e in self.renames(self.train_log) if self.is_checkpoint(e)]
-            if not ck:
+            paths = self.checkpoint_paths()
+            if not paths:
                 yield Row(case, exp, "cannot build: the dry run wrote no checkpoint", "SKIP")
                 continue
             d, cfg = self.case_dir(case)
-            dry_case = Path(ck[-1]["dst"]).parent.parent  # <case>/work/<checkpoint>
-            target = d / Path(ck[-1]["dst"]).relative_to(dry_case)
-            names = self.listing(self.train_log, ck[-1]["n"])
-            if target.exists() or target.is_symlink():
-                shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
-            if what == "junk bytes":
-                if names is None:  # a file
-                    target.write_bytes(b"junk\n" * 10)
+            for rel, names in paths:  # every checkpoint the dry run wrote (ConvLSTM, lumped baseline, ...)
+                target = d / rel
+                if what == "junk bytes":
+                    if names is None:  # a file
+                        target.write_bytes(b"junk\n" * 10)
+                    else:
+                        target.mkdir(parents=True)
+                        for n in names:
+                            (target / n).write_bytes(b"junk\n" * 10)
                 else:
-                    target.mkdir(parents=True)
-                    for n in names:
-                        (target / n).write_bytes(b"junk\n" * 10)
-            else:
-                shutil.copytree((d / "work" / "model").resolve(), target)
+                    shutil.copytree((d / "work" / "model").resolve(), target)
             res = self.hc.run(["train", "--config", str(cfg), "--resume", "--epochs", "1"], d)
             c = Checks(res.got())
-            c.expect(code_is(res, DATAERR) and target.name.lower().lstrip(".") in res.line().lower().replace(
-                str(d).lower(), ""), res.got())
+            named = any(Path(rel).name.lower().lstrip(".") in res.line().lower().replace(str(d).lower(), "")
+                        for rel, _ in paths)
+            c.expect(code_is(res, DATAERR) and named, res.got())
             yield c.row(case, exp)
+
+    def checkpoint_paths(self) -> list[tuple[str, list[str] | None]]:
+        """(path relative to the case folder, file names inside or None for a file) of every checkpoint
+        the train dry run committed: the targets of its checkpoint renames that carry no pid/time stamp."""
+        out: dict[str, list[str] | None] = {}
+        for e in self.renames(self.train_log):
+            dst = Path(e["dst"])
+            if self.is_checkpoint(e) and not re.search(r"\d{3,}", dst.name):
+                out.setdefault(str(dst.relative_to(self.train_dry_dir)), self.listing(self.train_log, e["n"]))
+        return list(out.items())
 
     def needs_dry(self) -> str | None:
         self.train_dry_run()
@@ -1070,12 +1084,14 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
         return res, self.renames(entries)
 
     def kill_points(self, dry: Run, renames: list[dict], fractions: tuple[float, ...], before: list[dict],
-                    after_last: bool) -> list[tuple[str, str | float]]:
-        """(label, moment): a float is seconds after the start, a string a hook spec. ``--all-moments``:
-        every rename, and the fractions 0.3, 0.6, 0.9."""
+                    after_last: bool, timed: list[tuple[str, float]] = ()) -> list[tuple[str, str | float]]:
+        """(label, moment): a float is seconds after the start, a string a hook spec. ``fractions`` of the
+        dry run's duration and ``timed`` (label, seconds) are timed kills. ``--all-moments``: every rename,
+        and the fractions 0.3, 0.6, 0.9."""
         if self.args.all_moments:
             fractions, before, after_last = (0.3, 0.6, 0.9), renames, True
         points: list[tuple[str, str | float]] = [(f"at {f:.0%} of the run", f * dry.seconds) for f in fractions]
+        points += list(timed)
         seen = set()
         for e in before:
             if e["n"] not in seen:
@@ -1123,7 +1139,8 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
             res = self.hc.run(["ingest", "--config", str(cfg)], d)
             c.expect(code_is(res, OK), f"rerun: {res.got()}")
             days2 = cube_days(cube)
-            c.expect(isinstance(days2, list) and len(days2) == len(self.base_days) + (EXTRA_LAST - EXTRA_FIRST).days + 1,
+            n_all = len(self.base_days) + (EXTRA_LAST - EXTRA_FIRST).days + 1
+            c.expect(isinstance(days2, list) and len(days2) == n_all,
                      f"after the rerun: {days2 if isinstance(days2, str) else len(days2)} days")
             left = stale(d / "work")
             c.expect(not left, f"stale after the rerun: {left[:2]}")
@@ -1140,10 +1157,17 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
 
         ck = [e for e in renames if self.is_checkpoint(e)]
         final = [e for e in renames if not self.is_checkpoint(e)]
+        # the renames that commit the first checkpoint (epoch 1, epoch 2, ...)
+        first = self.checkpoint_paths()[:1]
+        commits = [e for e in ck if first and Path(e["dst"]).name == Path(first[0][0]).name]
+        # during epoch 2: half-way between the commits of the epoch-1 and epoch-2 checkpoints
+        timed = [("during epoch 2", (commits[0]["t"] + commits[1]["t"]) / 2)] if len(commits) >= 2 else []
         if self.quick:  # the first checkpoint write; inside the artefact swap
             points = self.kill_points(self.train_dry, renames, (), ck[:1] + final[-1:], False)
-        else:  # during epochs; the first checkpoint write; at every step of the artefact swap
-            points = self.kill_points(self.train_dry, renames, (0.5,), ck[:1] + final, True)
+        else:  # during epoch 2; the first checkpoint write; committing the epoch-2 checkpoint over the
+            # epoch-1 one; at every step of the artefact swap; after the last rename
+            points = self.kill_points(self.train_dry, renames, () if timed else (0.5,),
+                                      ck[:1] + commits[1:2] + final, True, timed)
         args = ["--seed", "1", "--epochs", "2"]
         for label, moment in points:
             case = f"train SIGKILL {label}"
@@ -1177,7 +1201,8 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
             if res.rc != 0:
                 yield Row(f"{cmd} SIGKILL", exp, f"cannot build the earlier evaluation: {res.got()}", "SKIP")
                 return
-        keep = {k: v for k, v in tree_sums(earlier).items() if cmd == "predict" or not k.startswith(("hindcast", "metrics"))}
+        keep = {k: v for k, v in tree_sums(earlier).items()
+                if cmd == "predict" or not k.startswith(("hindcast", "metrics"))}  # evaluate replaces these two
 
         def args_of(d: Path, cfg: Path) -> list[str]:
             out = d / "out"
@@ -1228,10 +1253,10 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
         def cut(s: str, n: int) -> str:
             s = re.sub(re.escape(str(self.root)) + r"/cases/[^/\s]+", "<case>", " ".join(s.split()))
             s = s.replace(str(self.root), "<tmp>")
-            return s if len(s) <= n else s[: n - 1] + "…"
+            return s if len(s) <= n else s[: n - 3] + "..."
 
         rows = [("case", "expected", "got", "result")] + [(r.case, r.expected, r.got, r.status) for r in self.rows]
-        widths = [min(cap, max(len(cut(r[i], cap)) for r in rows)) for i, cap in enumerate((84, 60, 110))]
+        widths = [min(cap, max(len(cut(r[i], cap)) for r in rows)) for i, cap in enumerate((80, 60, 100))]
         lines = []
         for i, (a, b, g, s) in enumerate(rows):
             lines.append(f"{cut(a, widths[0]):<{widths[0]}} | {cut(b, widths[1]):<{widths[1]}} | "
@@ -1279,9 +1304,9 @@ def main(argv: list[str] | None = None) -> int:
                             capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(suite.repo), "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
+    mode = "quick" if args.quick else "all moments" if args.all_moments else "default"
     header = (f"hydrocast fault suite: {suite.repo} (commit {commit or '?'}{' + uncommitted changes' if dirty else ''})"
-              f", hydrocast from {where or probe.stderr.strip()[-200:]}, {'quick' if args.quick else 'all moments' if args.all_moments else 'default'}, "
-              f"{dt.datetime.now():%Y-%m-%d %H:%M}")
+              f", hydrocast from {where or probe.stderr.strip()[-200:]}, {mode}, {dt.datetime.now():%Y-%m-%d %H:%M}")
     print(header, file=sys.stderr)
     if not where.startswith(str(suite.repo)):
         print(f"fault_suite: hydrocast does not import from {suite.repo}", file=sys.stderr)

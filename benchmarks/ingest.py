@@ -306,7 +306,8 @@ def part1(args, tmp: Path, summary: list) -> None:
     warm_cfg = tmp / "warm"
     warm_cfg.mkdir(exist_ok=True)
     wpath, *_ = year_config(warm_cfg, args.year)
-    text = wpath.read_text().replace(f".{args.year}*.nc4", f".{args.year}01*.nc4").replace(f"-{args.year}*.nc", f"-{args.year}01*.nc")
+    text = (wpath.read_text().replace(f".{args.year}*.nc4", f".{args.year}01*.nc4")
+            .replace(f"-{args.year}*.nc", f"-{args.year}01*.nc"))
     wpath.write_text(text)
     run_hydrocast(wpath)
     print(f"warm-up (bare over all files + hydrocast over one month): {time.perf_counter() - t:.1f} s")
@@ -379,7 +380,8 @@ def part1(args, tmp: Path, summary: list) -> None:
         prof.enable()
         run_hydrocast(cfg_path)
         prof.disable()
-        print(f"cProfile of one more run (top {args.profile} by cumulative time; profiling inflates Python-heavy code):")
+        print(f"cProfile of one more run (top {args.profile} by cumulative time; "
+              "profiling inflates Python-heavy code):")
         pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(args.profile)
 
 
@@ -461,13 +463,15 @@ def part2(args, tmp: Path, summary: list) -> None:
     sample = tomllib.loads((SAMPLE / "hydrocast.toml").read_text())
     cfg = folder / "hydrocast.toml"
     cfg.write_text("[grid]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in sample["grid"].items())
-                   + f'\n[[sources]]\nname = "precipitation"\nkind = "imerg"\npaths = [{json.dumps(str(folder / "*.HDF5"))}]\n'
+                   + '\n[[sources]]\nname = "precipitation"\nkind = "imerg"\n'
+                   f'paths = [{json.dumps(str(folder / "*.HDF5"))}]\n'
                    + f'\n[cube]\npath = {json.dumps(str(folder / "cube.nc"))}\n')
     field = 3600 * 1800 * 4 / MB
     floor, *_ = child_peak(["/bin/true"] if Path("/bin/true").exists() else [sys.executable, "-c", "pass"])
     base, base_wall, rc_b, _ = child_peak([sys.executable, "-c", IMPORTS_ONLY])
     peak, wall, rc, out = child_peak([sys.executable, "-c", INGEST, str(cfg)])
-    print(f"one full-globe float32 field in memory: {field:.1f} MB (all {len(paths)} half-hours: {field * len(paths):.0f} MB)")
+    print(f"one full-globe float32 field in memory: {field:.1f} MB "
+          f"(all {len(paths)} half-hours: {field * len(paths):.0f} MB)")
     print(f"measurement floor (launcher + /bin/true): {floor:.0f} MB")
     print(f"python importing the ingest dependencies only: peak RSS {base:.0f} MB ({base_wall:.1f} s, exit {rc_b})")
     print(f"hydrocast ingest of the day in a child process: peak RSS {peak:.0f} MB "
@@ -480,8 +484,9 @@ def part2(args, tmp: Path, summary: list) -> None:
         rfolder = tmp / "regional"
         rfolder.mkdir()
         rcfg = rfolder / "hydrocast.toml"
-        rcfg.write_text(cfg.read_text().replace(json.dumps(str(folder / "*.HDF5")),
-                                                json.dumps(str(SAMPLE / "raw/imerg/3B-HHR.MS.MRG.3IMERG.20191102-*.HDF5")))
+        rcfg.write_text(cfg.read_text()
+                        .replace(json.dumps(str(folder / "*.HDF5")),
+                                 json.dumps(str(SAMPLE / "raw/imerg/3B-HHR.MS.MRG.3IMERG.20191102-*.HDF5")))
                         .replace(json.dumps(str(folder / "cube.nc")), json.dumps(str(rfolder / "cube.nc"))))
         rpeak, rwall, rrc, _ = child_peak([sys.executable, "-c", INGEST, str(rcfg)])
         print(f"control: same ingest of 2019-11-02 from the {len(regional)} bundled regional 22x22 granules: "
@@ -501,7 +506,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-globe", action="store_true", help="skip part 2 (global granules, peak memory)")
     ap.add_argument("--skip-cli", action="store_true", help="skip the CLI runs")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="also print a cProfile top N of one run")
-    ap.add_argument("--globe-halfhours", type=int, default=48, help="half-hourly global granules to write (44..48; fewer than 44 leaves the day missing)")
+    ap.add_argument("--globe-halfhours", type=int, default=48,
+                    help="half-hourly global granules to write (44..48; fewer than 44 leaves the day missing)")
     ap.add_argument("--globe-day", default="2019-07-01")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args(argv)

@@ -23,7 +23,7 @@ import numpy as np
 
 
 def make_project(root: Path, years: int, size: int, train_years: int) -> Path:
-    from hydrocast.cube import CubeWriter, QUANTITY_ATTRS
+    from hydrocast.cube import QUANTITY_ATTRS, CubeWriter
     from hydrocast.grid import GridSpec
 
     root.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,8 @@ def make_project(root: Path, years: int, size: int, train_years: int) -> Path:
     for i, (x0, x1) in enumerate(((0.1, 0.45), (0.55, 0.9))):
         lon0, lon1 = west + x0 * size * res, west + x1 * size * res
         lat0, lat1 = south + 0.1 * size * res, south + 0.9 * size * res
-        feats.append({"type": "Feature", "properties": {"id": f"B{i}", "outlet_lon": lon0 + 0.01, "outlet_lat": lat0 + 0.01},
+        feats.append({"type": "Feature",
+                      "properties": {"id": f"B{i}", "outlet_lon": lon0 + 0.01, "outlet_lat": lat0 + 0.01},
                       "geometry": {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0], [lon1, lat1],
                                                                        [lon0, lat1], [lon0, lat0]]]}})
     (root / "basins.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))

@@ -30,7 +30,8 @@ def save(folder: Path, net, opt, sched, state: dict, best_weights: dict) -> None
             else:
                 scalars[f"{pid}.{name}"] = float(val)
     meta = {"state": state, "opt_param_groups": opt_sd["param_groups"], "opt_scalars": scalars,
-            "sched": {k: v for k, v in sched.state_dict().items() if isinstance(v, (int, float, str, list, type(None)))}}
+            "sched": {k: v for k, v in sched.state_dict().items()
+                      if isinstance(v, (int, float, str, list, type(None)))}}
     artefact.save(folder, tensors, jsonable(meta), kind="checkpoint")
 
 

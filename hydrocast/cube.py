@@ -24,7 +24,7 @@ dynamic variables            float32 (time, y, x), NaN = missing, zlib + shuffle
                              "" where no file gave the day. ``missing: <why>`` where files existed
                              but the day was left missing (e.g. too few half-hours).
 static variables             float32 (y, x): ``elevation``, ``slope``, ``upstream_area`` ... from
-                             the DEM source (see hydrocast.sources.dem)
+                             the DEM source (see hydrocast.terrain)
 global attributes            ``Conventions = "CF-1.8, ACDD-1.3"`` and the ACDD discovery set of
                              :mod:`hydrocast.acdd` (summary, license, creator, geospatial and
                              time coverage, ``date_created`` ...), ``hydrocast_version``,
@@ -132,8 +132,10 @@ def _grid_mapping_attrs(grid: GridSpec) -> dict:
 
 def _xy_attrs(grid: GridSpec) -> tuple[dict, dict]:
     if grid.is_geographic:
-        return ({"standard_name": "longitude", "long_name": "longitude of cell centre", "units": "degrees_east", "axis": "X"},
-                {"standard_name": "latitude", "long_name": "latitude of cell centre", "units": "degrees_north", "axis": "Y"})
+        return ({"standard_name": "longitude", "long_name": "longitude of cell centre", "units": "degrees_east",
+                 "axis": "X"},
+                {"standard_name": "latitude", "long_name": "latitude of cell centre", "units": "degrees_north",
+                 "axis": "Y"})
     unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "metre"
     unit = {"metre": "m", "meter": "m"}.get(unit, unit)
     return ({"standard_name": "projection_x_coordinate", "long_name": "x of cell centre", "units": unit, "axis": "X"},

@@ -22,7 +22,8 @@ class WindowDataset(Dataset):
     def __init__(self, reader, spec, q_norm: np.ndarray, map_var: str, starts: list[int], window_days: int,
                  lead_days: int, last_target: int):
         self.reader, self.spec, self.q_norm, self.map_var = reader, spec, q_norm, map_var
-        self.starts, self.window_days, self.lead_days, self.last_target = list(starts), window_days, lead_days, last_target
+        self.starts, self.window_days, self.lead_days, self.last_target = (
+            list(starts), window_days, lead_days, last_target)
 
     def __len__(self) -> int:
         return len(self.starts)

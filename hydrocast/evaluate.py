@@ -67,9 +67,9 @@ def evaluate(cfg: Config, period: str | None, out_dir: Path, basins_path: Path |
 def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> EvaluateResult:
     import pandas as pd
 
-    from .metrics import doy_climatology, metrics_table
     from .domain import discharge_table
     from .fsio import atomic_write_text, prepare_out_dir
+    from .metrics import doy_climatology, metrics_table
     from .netcdf import hindcast_dataset, write_dataset
 
     start, end = parse_period(period, cfg)

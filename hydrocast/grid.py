@@ -40,7 +40,8 @@ class GridSpec:
         if dx <= 0 or dy <= 0:
             raise ConfigError(f"grid.resolution must be positive, got {resolution!r}")
         if not (east > west and north > south):
-            raise ConfigError(f"grid.bounds must be [west, south, east, north] with west<east and south<north, got {list(bounds)}")
+            raise ConfigError("grid.bounds must be [west, south, east, north] with west<east and south<north, "
+                              f"got {list(bounds)}")
         nx, ny = (east - west) / dx, (north - south) / dy
         if abs(nx - round(nx)) > 1e-6 or abs(ny - round(ny)) > 1e-6:
             raise ConfigError(
@@ -151,4 +152,5 @@ class GridSpec:
     def describe(self) -> str:
         w, s, e, n = self.bounds
         name = self.crs.to_string()
-        return f"{self.height}x{self.width} cells of {self.res[0]:g}x{self.res[1]:g} in {name}, bounds [{w:g}, {s:g}, {e:g}, {n:g}]"
+        return (f"{self.height}x{self.width} cells of {self.res[0]:g}x{self.res[1]:g} in {name}, "
+                f"bounds [{w:g}, {s:g}, {e:g}, {n:g}]")

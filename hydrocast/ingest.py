@@ -403,7 +403,8 @@ def ingest(cfg: Config, strict: bool = False, progress: Callable | None = None,
             cube_path.parent.mkdir(parents=True, exist_ok=True)
             lock.acquire()
     except Timeout:
-        raise BusyError(f"{cube_path}: another hydrocast run is writing this cube (lock {lock_path} is held); try later") from None
+        raise BusyError(f"{cube_path}: another hydrocast run is writing this cube "
+                        f"(lock {lock_path} is held); try later") from None
     try:
         return _ingest_locked(cfg, grid, cube_path, strict, progress, log)
     finally:
@@ -435,13 +436,13 @@ def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
             raise MissingInputError(f"{cfg.path}: [[sources]] {src.name}: no file matches {src.paths}")
         static_sig = _static_signature(files, grid)
         if old is None or old.static_source != static_sig:
-            from . import terrain as dem_mod  # static layers: hydrocast.terrain
+            from . import terrain
 
             scan, read = get_reader("dem")
             try:
                 scan(files[0], src.as_options())
                 dem_da = read(files[0], src.as_options(), bbox)
-                static_layers = dem_mod.static_layers(dem_da, grid)
+                static_layers = terrain.static_layers(dem_da, grid)
             except BadInputError as exc:
                 rejected.append(Rejection(str(files[0]), str(exc)))
                 static_layers = None

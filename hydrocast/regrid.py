@@ -23,7 +23,6 @@ from .errors import BadInputError
 from .grid import GridSpec
 
 
-
 def source_transform(da: xr.DataArray) -> tuple[Affine, bool, bool]:
     """The north-up affine transform of ``da``'s (y, x) cell centres.
 
@@ -38,7 +37,8 @@ def source_transform(da: xr.DataArray) -> tuple[Affine, bool, bool]:
     dx = float((x[-1] - x[0]) / (x.size - 1)) if x.size > 1 else float(da.attrs.get("dx", 0) or 0)
     dy = float((y[-1] - y[0]) / (y.size - 1)) if y.size > 1 else float(da.attrs.get("dy", 0) or 0)
     if dx == 0 or dy == 0:
-        raise BadInputError(f"{da.attrs.get('source_file', '?')}: cannot tell the cell size from a single row or column")
+        raise BadInputError(f"{da.attrs.get('source_file', '?')}: "
+                            "cannot tell the cell size from a single row or column")
     for axis, c, d in (("x", x, dx), ("y", y, dy)):
         if c.size > 2 and np.max(np.abs(np.diff(c) - d)) > 1e-3 * abs(d):
             raise BadInputError(f"{da.attrs.get('source_file', '?')}: {axis} coordinate is not regularly spaced")
@@ -55,7 +55,8 @@ def regrid(da: xr.DataArray, grid: GridSpec, resampling: str = "average") -> np.
     Returns a float32 array of shape ``(n, height, width)`` for 3-D input (``n`` = ``da.shape[0]``)
     or ``(height, width)`` for 2-D input. NaN is nodata on both sides."""
     if da.rio.crs is None:
-        raise BadInputError(f"{da.attrs.get('source_file', '?')}: data has no CRS; set `crs` for this source in the config")
+        raise BadInputError(f"{da.attrs.get('source_file', '?')}: "
+                            "data has no CRS; set `crs` for this source in the config")
     return regrid_array(np.asarray(da.transpose(..., "y", "x").values), da["x"].values, da["y"].values,
                         da.rio.crs, grid, resampling, da.attrs.get("source_file", "?"))
 

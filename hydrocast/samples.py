@@ -111,7 +111,8 @@ class CubeReader:
     # -- normalisation --------------------------------------------------------------------------
     def compute_stats(self, dynamic: list[str], static: list[str], period: tuple) -> InputSpec:
         """Mean and std of every input over the training ``period`` only (valid cells only)."""
-        missing = [n for n in dynamic if n not in self.dynamic_names] + [n for n in static if n not in self.static_names]
+        missing = ([n for n in dynamic if n not in self.dynamic_names]
+                   + [n for n in static if n not in self.static_names])
         if missing:
             raise BadInputError(f"{self.path}: the cube has no variable {missing[0]!r} "
                                 f"(it has {', '.join(self.dynamic_names + self.static_names)}); check [train] inputs "
@@ -128,7 +129,8 @@ class CubeReader:
                     x = np.log1p(np.maximum(x, 0))
                 s, s2, n = s + x.sum(), s2 + (x * x).sum(), n + x.size
             if n == 0:
-                raise BadInputError(f"{self.path}: {name} has no valid value in the training period {period[0]}..{period[1]}")
+                raise BadInputError(f"{self.path}: {name} has no valid value in the training period "
+                                    f"{period[0]}..{period[1]}")
             mean = s / n
             std = float(np.sqrt(max(s2 / n - mean * mean, 0.0))) or 1.0
             stats[name] = {"mean": float(mean), "std": std, "log1p": log, "log10": False}

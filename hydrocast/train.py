@@ -376,7 +376,8 @@ def train(cfg: Config, device: str = "auto", seed: int | None = None, determinis
         trainer = Trainer(cfg, device=device, seed=seed, deterministic=deterministic, log=log)
         try:
             log(f"training on {trainer.device}: {len(trainer.basins)} basins, inputs "
-                f"{', '.join(trainer.spec.dynamic)} + {len(trainer.spec.static)} static layers, grid {trainer.grid.describe()}")
+                f"{', '.join(trainer.spec.dynamic)} + {len(trainer.spec.static)} static layers, "
+                f"grid {trainer.grid.describe()}")
             return trainer.fit(model_dir, epochs=epochs, resume=resume, progress=progress)
         finally:
             # close the cube now, not at some later garbage collection: HDF5 shares one file

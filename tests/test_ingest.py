@@ -18,9 +18,9 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from tools import sampledata as sd
 from hydrocast.cli import app
 from hydrocast.grid import GridSpec
+from tools import sampledata as sd
 
 REGION = (-8.0, 40.4, -7.6, 40.8)
 IM_LON = np.round(-8.25 + 0.1 * np.arange(10), 2)  # 0.1° centres, -8.3 .. -7.3 (region + margin)

@@ -10,9 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hydrocast.model import (ConvLSTM, ConvLSTMCell, HydroConvLSTM, LumpedLSTM, basin_average,
-                             discharge_from_normalised, nse_star_loss)
-
+from hydrocast.model import (
+    ConvLSTM,
+    ConvLSTMCell,
+    HydroConvLSTM,
+    LumpedLSTM,
+    basin_average,
+    discharge_from_normalised,
+    nse_star_loss,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -160,10 +166,12 @@ def test_model_output_shapes_and_hparams_roundtrip():
     # static maps per window give the same result as one broadcast map
     s = torch.randn(2, hgt, wid)
     torch.testing.assert_close(model({"dynamic": x, "static": s, "basins": _basins(n, hgt, wid)})["q"],
-                               model({"dynamic": x, "static": s.expand(b, -1, -1, -1), "basins": _basins(n, hgt, wid)})["q"])
+                               model({"dynamic": x, "static": s.expand(b, -1, -1, -1),
+                                      "basins": _basins(n, hgt, wid)})["q"])
     rebuilt = HydroConvLSTM(json.loads(json.dumps(model.hparams)))
     rebuilt.load_state_dict(model.state_dict())
-    torch.testing.assert_close(rebuilt({"dynamic": x, "static": s, "basins": _basins(n, hgt, wid)})["q"], model({"dynamic": x, "static": s, "basins": _basins(n, hgt, wid)})["q"])
+    torch.testing.assert_close(rebuilt({"dynamic": x, "static": s, "basins": _basins(n, hgt, wid)})["q"],
+                               model({"dynamic": x, "static": s, "basins": _basins(n, hgt, wid)})["q"])
     with pytest.raises(ValueError, match="unknown"):
         HydroConvLSTM({**CFG, "hiden": 3})
     with pytest.raises(ValueError, match="missing"):
@@ -223,7 +231,8 @@ def test_physical_discharge_is_never_negative():
     model = HydroConvLSTM(CFG)
     with torch.no_grad():
         model.basin_head.b2.fill_(-50.0)  # force strongly negative normalised outputs
-        q_norm = model({"dynamic": torch.randn(1, 3, 3, 6, 6), "static": torch.randn(2, 6, 6), "basins": _basins(2, 6, 6)})["q"]
+        q_norm = model({"dynamic": torch.randn(1, 3, 3, 6, 6), "static": torch.randn(2, 6, 6),
+                        "basins": _basins(2, 6, 6)})["q"]
     assert (q_norm < 0).any()
     mean, std = torch.tensor([[10.0], [0.5]]), torch.tensor([[4.0], [0.2]])  # (N, 1)
     q = discharge_from_normalised(q_norm, mean, std)

@@ -15,7 +15,6 @@ import torch
 
 from hydrocast.model import HydroConvLSTM, LumpedLSTM, basin_average, nse_star_loss
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

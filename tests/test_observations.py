@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from hydrocast.errors import BadInputError, MissingInputError
-from hydrocast.observations import (CFS_TO_M3S, read_discharge, read_discharge_meta,
-                                    training_check)
+from hydrocast.observations import CFS_TO_M3S, read_discharge, read_discharge_meta, training_check
 
 CAMELS_IDS = ["01022500", "01547700", "02064000", "03015500"]
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from typer.testing import CliRunner
@@ -251,6 +252,58 @@ def test_pickle_with_matching_checksum_is_still_refused(trained, tmp_path):
         artefact.load(bad)
 
 
+@pytest.mark.parametrize("bad_id", ["../../escaped", "/tmp/hydrocast-escaped", ".hidden", "a/b"])
+def test_hostile_basin_ids_never_become_paths(work, trained, tmp_path, bad_id):
+    """An id from --basin or from a tampered model.json is refused before any path is built."""
+    cfg = work / "hydrocast.toml"
+    out = tmp_path / "deep" / "fc"
+    res = invoke("predict", "--config", str(cfg), "--basin", bad_id, "--out", str(out))
+    assert res.exit_code == 67 and "not allowed" in res.stderr, res.output
+    # the same id written into a copy of the artefact (the weights' checksum does not cover it)
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["basins"][0]["id"] = bad_id
+    (model / "model.json").write_text(json.dumps(meta))
+    tampered = tmp_path / "hydrocast.toml"
+    tampered.write_text(cfg.read_text().replace(f'model_dir = "{trained}"', f'model_dir = "{model}"'))
+    res = invoke("predict", "--config", str(tampered), "--basin", "all", "--out", str(out))
+    assert res.exit_code == 65 and "model.json" in res.stderr and "id" in res.stderr, res.output
+    assert not out.exists()
+    assert not (tmp_path / "escaped").exists() and not Path("/tmp/hydrocast-escaped_").exists()
+    assert not list(tmp_path.glob("**/*_hydrograph.nc"))
+
+
+def test_python_api_matches_the_command_line(work, trained, tmp_path):
+    """api.forecast / api.hindcast return xarray objects with named dimensions whose values are
+    those the CLI writes to its NetCDF files."""
+    import hydrocast.api as hc
+
+    cfg = work / "hydrocast.toml"
+    fc = hc.forecast(cfg, ["PT01", "PT02"], issue_date="2020-06-30", lumped=True)
+    assert fc["q"].dims == ("issue_day", "basin", "lead") and fc["maps"].dims == ("issue_day", "lead", "y", "x")
+    assert list(fc["basin"].values) == ["PT01", "PT02"] and list(fc["lead"].values) == [1, 2, 3]
+    out = tmp_path / "fc"
+    res = invoke("predict", "--config", str(cfg), "--basin", "PT02", "--out", str(out), "--issue-date", "2020-06-30",
+                 "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(next(out.glob("PT02_20200630_*_hydrograph.nc"))) as ds:
+        np.testing.assert_allclose(fc["q"].sel(basin="PT02").values[0], ds["discharge"].values[0], rtol=1e-5)
+    assert fc.attrs["model_id"] in next(out.glob("PT02_*")).name
+    assert np.isfinite(fc["q_lumped"].values).all()
+    hind = hc.hindcast(cfg, "2019-02-01:2019-02-28")
+    assert hind["convlstm"].dims == ("issue_day", "basin", "lead") and hind.sizes["issue_day"] == 28
+    # one forward path: the hindcast's first issue day (same warm-up before it) is a forecast issued that day
+    one = hc.forecast(cfg, "all", issue_date="2019-02-01")
+    np.testing.assert_allclose(hind["convlstm"].sel(issue_day="2019-02-01").values, one["q"].values[0], rtol=1e-5)
+    # observed = the discharge of the following days, read independently here
+    q = pd.read_csv(SAMPLE / "discharge" / "discharge.csv", parse_dates=["date"])
+    q = q[q["basin_id"] == "PT01"].set_index("date")["discharge"]
+    want = q.reindex(pd.DatetimeIndex(hind["issue_day"].values) + pd.Timedelta(days=2)).to_numpy()
+    np.testing.assert_allclose(hind["observed"].sel(basin="PT01", lead=2).values, want, rtol=1e-6, equal_nan=True)
+    assert np.isfinite(want).sum() > 20
+
+
 # -- evaluate ----------------------------------------------------------------------------------
 
 def test_evaluate_table_and_hindcast(work, trained, tmp_path):
@@ -308,7 +361,8 @@ def test_killed_training_resumes_from_last_epoch(work, cube, tmp_path):
 
 def test_train_errors(work, cube, tmp_path):
     cfg = project_config(tmp_path, cube, tmp_path / "m")
-    bad = cfg.read_text().replace('train_period = ["2015-01-01", "2016-12-31"]', 'train_period = ["2010-01-01", "2016-12-31"]')
+    bad = cfg.read_text().replace('train_period = ["2015-01-01", "2016-12-31"]',
+                                  'train_period = ["2010-01-01", "2016-12-31"]')
     cfg.write_text(bad)
     res = invoke("train", "--config", str(cfg))
     assert res.exit_code == 65 and "2010-01-01" in res.stderr and "outside the cube" in res.stderr

@@ -268,7 +268,7 @@ def test_basins_and_outlets(sample_data):
         assert geom.distance(Point(props["outlet_lon"], props["outlet_lat"])) < 1e-6, bid
         if bid in outlets:
             assert outlets[bid] == pytest.approx((props["outlet_lon"], props["outlet_lat"]))
-    for bid, (geom, _) in ungauged.items():
+    for _bid, (geom, _) in ungauged.items():
         assert all(not geom.equals(g) for g, _ in gauged.values())
 
 

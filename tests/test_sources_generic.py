@@ -189,7 +189,10 @@ def test_netcdf_outside_bbox_and_not_netcdf(tmp_path):
 # GeoTIFF
 # ------------------------------------------------------------------------------------------------
 
-def write_tif(path: Path, arr, *, crs="EPSG:4326", transform=Affine(0.5, 0, 10.0, 0, -0.5, 50.0), nodata=-9999.0):
+_TIF_TRANSFORM = Affine(0.5, 0, 10.0, 0, -0.5, 50.0)  # default of write_tif: 0.5° cells, north-west corner 10E 50N
+
+
+def write_tif(path: Path, arr, *, crs="EPSG:4326", transform=_TIF_TRANSFORM, nodata=-9999.0):
     arr = np.asarray(arr, "f4")
     if arr.ndim == 2:
         arr = arr[None]

@@ -108,8 +108,9 @@ def test_periods_are_checked():
 
 def _cube(path, values: np.ndarray, days) -> None:
     grid = GridSpec.from_bounds("EPSG:4326", (0.0, 0.0, 0.3, 0.2), 0.1)
-    with CubeWriter(path, grid, days, {"precipitation": {"units": "mm", "standard_name": "lwe_thickness_of_precipitation_amount"},
-                                       "soil_moisture": {"units": "m3 m-3"}}, {}) as w:
+    with CubeWriter(path, grid, days,
+                    {"precipitation": {"units": "mm", "standard_name": "lwe_thickness_of_precipitation_amount"},
+                     "soil_moisture": {"units": "m3 m-3"}}, {}) as w:
         w.write_days("precipitation", days, values, ["x"] * len(days))
         w.write_days("soil_moisture", days, values / 100.0, ["x"] * len(days))
         w.commit()

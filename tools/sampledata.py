@@ -324,9 +324,11 @@ def write_imerg_hhr(path, date, halfhour_index, precip_mm_per_hr, lon, lat, run:
         v_time = g.create_dataset("time", data=np.array([t0], dtype=np.int32))
         attrs(v_time, [("DimensionNames", "time"), ("Units", units_t), ("units", units_t),
                        ("standard_name", "time"),
-                       ("LongName", "\nRepresentative time of data in \n\t\t\tseconds since 1980-01-06 00:00:00 UTC.\n"
-                                    "\t\t\tThe calculation of time does not add leap seconds.\n\t\t\tThe difference due to "
-                                    "leap seconds grows with time \n\t\t\tand in 2019 is less than 30 seconds.\n"),
+                       ("LongName", "\nRepresentative time of data in \n"
+                                    "\t\t\tseconds since 1980-01-06 00:00:00 UTC.\n"
+                                    "\t\t\tThe calculation of time does not add leap seconds.\n"
+                                    "\t\t\tThe difference due to leap seconds grows with time \n"
+                                    "\t\t\tand in 2019 is less than 30 seconds.\n"),
                        ("bounds", "time_bnds"), ("axis", "T"), ("calendar", "julian")])
         v_nv = g.create_dataset("nv", data=np.zeros(2, dtype=np.int32))
         attrs(v_nv, [("DimensionNames", "nv"), ("LongName", "Number of time bounds."),
@@ -478,7 +480,8 @@ def write_esacci_day(path, date, sm, flag, lon, lat, sm_uncertainty=None, t0=Non
             "source": "LPRMv7/SMMR/Nimbus 7 ... AMI-WS/ERS-1/2, ASCAT/Metop-A/B/C, SMOS, SMAP (SYNTHETIC subset)",
             "platform": "Nimbus 7, DMSP, TRMM, AQUA, Coriolis, GCOM-W1, MIRAS, SMAP, FY-3B, FY-3C, FY-3D, GPM; "
                         "ERS-1, ERS-2, METOP-A, METOP-B, METOP-C",
-            "sensor": "SMMR, SSM/I, TMI, AMSR-E, WindSat, AMSR2, SMOS, SMAP, MWRI, GMI; AMI-WS, ASCAT-A, ASCAT-B, ASCAT-C",
+            "sensor": "SMMR, SSM/I, TMI, AMSR-E, WindSat, AMSR2, SMOS, SMAP, MWRI, GMI; "
+                      "AMI-WS, ASCAT-A, ASCAT-B, ASCAT-C",
             "references": "http://www.esa-soilmoisture-cci.org; Dorigo et al. (2017) ESA CCI Soil Moisture for "
                           "improved Earth system understanding, Remote Sensing of Environment, "
                           "https://doi.org/10.1016/j.rse.2017.07.001; Gruber et al. (2019) Evolution of the ESA CCI "
@@ -1328,7 +1331,8 @@ def generate(outdir, seed: int = DEFAULT_SEED, start=DEFAULT_START, end=DEFAULT_
         "esacci_files": n_cci,
         "basins": [{"id": b.id, "name": b.name, "area_km2": round(b.area_km2, 1), "gauged": b.gauged,
                     "parent": b.parent, "outlet": [round(b.outlet_lon, 6), round(b.outlet_lat, 6)],
-                    "max_travel_days": round(float(HILLSLOPE_DELAY_D + np.nanmax(b.dist_m) / (FLOW_SPEED_MS * 86400)), 2)}
+                    "max_travel_days": round(float(HILLSLOPE_DELAY_D
+                                                   + np.nanmax(b.dist_m) / (FLOW_SPEED_MS * 86400)), 2)}
                    for b in net.gauged + net.ungauged],
         "mean_annual_precip_mm": round(float(sim.basin_mean_p.mean()) * 365.25, 0),
         "mean_discharge_m3s": {bid: round(float(np.nanmean(sim.q[i])), 2) for i, bid in enumerate(sim.basin_ids)},
@@ -1376,22 +1380,35 @@ The physics and the file layout are documented in the docstring of `tools/sample
 (run it from the repository root).
 
 - Region (grid bounds, EPSG:4326): west, south, east, north = -8.8, 40.0, -7.2, 41.6 (0.05° -> 32 x 32 cells).
-- Period {summary['start']} .. {summary['end']} ({summary['n_days']} days): train 2015-2018, validation 2019, test 2020.
-- Seed {summary['seed']}. Basin-mean precipitation over the gauged basins: about {summary['mean_annual_precip_mm']:.0f} mm/year.
+- Period {summary['start']} .. {summary['end']} ({summary['n_days']} days): \
+train 2015-2018, validation 2019, test 2020.
+- Seed {summary['seed']}. Basin-mean precipitation over the gauged basins: \
+about {summary['mean_annual_precip_mm']:.0f} mm/year.
 
 ## Contents
 
 | path | what |
 |---|---|
-| `raw/dem/dem.tif` | DEM, int16 GeoTIFF, EPSG:4326, 30" (1/120°) cells, region + 0.1° margin (216 x 216), nodata -32768: a sea patch in the north-west corner and a few SRTM-like voids; tiled 128 x 128, deflate |
-| `raw/imerg/3B-HHR.MS.MRG.3IMERG.*.V07B.HDF5` | IMERG V07 half-hourly Final granules (HDF5, `/Grid`, (time, lon, lat), mm/hr, `probabilityLiquidPrecipitation` in percent) for {', '.join(summary['hhr_days'])} (48 per day) |
-| `raw/imerg/3B-DAY.MS.MRG.3IMERG.*.V07B.nc4` | IMERG V07 daily Final (flat NetCDF4, (time, lon, lat), `precipitation` mm/day, `precipitation_cnt`, `time_bnds`) for every other day |
-| `raw/imerg/3B-DAY-E.MS.MRG.3IMERG.*.V07B.nc4` | IMERG daily **Early** run for the last {len(summary['early_days'])} days ({summary['early_days'][0]} .. {summary['early_days'][-1]}): no Final exists yet, values carry retrieval error |
-| `raw/esacci/ESACCI-SOILMOISTURE-L3S-SSMV-COMBINED-*-fv09.1.nc` | ESA CCI SM L3S COMBINED daily (NETCDF4_CLASSIC, (time=1, lat north->south, lon), 0.25°): {summary['esacci_files']} files, the other days are missing; swath gaps, flags 1/2/16 (mask) and 64 (advisory, keep), one dense-vegetation cell with a valid-looking but wrong value |
-| `basins/basins.geojson` | 6 gauged basins (CRS84 lon/lat polygons; `id`, `name`, `area_km2`, `outlet_lon`, `outlet_lat`) |
+| `raw/dem/dem.tif` | DEM, int16 GeoTIFF, EPSG:4326, 30" (1/120°) cells, region + 0.1° margin (216 x 216), \
+nodata -32768: a sea patch in the north-west corner and a few SRTM-like voids; tiled 128 x 128, deflate |
+| `raw/imerg/3B-HHR.MS.MRG.3IMERG.*.V07B.HDF5` | IMERG V07 half-hourly Final granules \
+(HDF5, `/Grid`, (time, lon, lat), mm/hr, `probabilityLiquidPrecipitation` in percent) \
+for {', '.join(summary['hhr_days'])} (48 per day) |
+| `raw/imerg/3B-DAY.MS.MRG.3IMERG.*.V07B.nc4` | IMERG V07 daily Final \
+(flat NetCDF4, (time, lon, lat), `precipitation` mm/day, `precipitation_cnt`, `time_bnds`) for every other day |
+| `raw/imerg/3B-DAY-E.MS.MRG.3IMERG.*.V07B.nc4` | IMERG daily **Early** run \
+for the last {len(summary['early_days'])} days ({summary['early_days'][0]} .. {summary['early_days'][-1]}): \
+no Final exists yet, values carry retrieval error |
+| `raw/esacci/ESACCI-SOILMOISTURE-L3S-SSMV-COMBINED-*-fv09.1.nc` | ESA CCI SM L3S COMBINED daily \
+(NETCDF4_CLASSIC, (time=1, lat north->south, lon), 0.25°): {summary['esacci_files']} files, \
+the other days are missing; swath gaps, flags 1/2/16 (mask) and 64 (advisory, keep), \
+one dense-vegetation cell with a valid-looking but wrong value |
+| `basins/basins.geojson` | 6 gauged basins \
+(CRS84 lon/lat polygons; `id`, `name`, `area_km2`, `outlet_lon`, `outlet_lat`) |
 | `basins/outlets.csv` | `id,lon,lat` of the gauged outlets (outlet cell centres) |
 | `basins/ungauged.geojson` | 2 ungauged basins for prediction without discharge |
-| `discharge/discharge.csv` | `basin_id,date,discharge` (m3/s, daily, empty = missing: scattered days and two runs of 1-3 weeks) |
+| `discharge/discharge.csv` | `basin_id,date,discharge` \
+(m3/s, daily, empty = missing: scattered days and two runs of 1-3 weeks) |
 
 Both IMERG and ESA CCI files are regional subsets: IMERG 0.1° cell centres lon -9.05..-6.95,
 lat 39.75..41.85 (22 x 22); ESA CCI 0.25° centres lon -9.125..-6.875, lat 41.875..39.875 (10 x 9).

@@ -12,8 +12,17 @@ Public API::
 """
 
 from .convlstm import ConvLSTM, ConvLSTMCell, lstm_gates
-from .network import (HPARAM_DEFAULTS, STREAMS, BasinHead, HydroConvLSTM, LumpedLSTM, basin_average,
-                      discharge_from_normalised, lumped_inputs, nse_star_loss)
+from .network import (
+                      HPARAM_DEFAULTS,
+                      STREAMS,
+                      BasinHead,
+                      HydroConvLSTM,
+                      LumpedLSTM,
+                      basin_average,
+                      discharge_from_normalised,
+                      lumped_inputs,
+                      nse_star_loss,
+)
 
 __all__ = ["ConvLSTM", "ConvLSTMCell", "lstm_gates", "HPARAM_DEFAULTS", "BasinHead", "HydroConvLSTM",
            "LumpedLSTM", "STREAMS", "basin_average", "lumped_inputs", "discharge_from_normalised", "nse_star_loss"]

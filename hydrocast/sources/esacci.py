@@ -31,8 +31,15 @@ import numpy as np
 from ..errors import BadInputError, ConfigError
 from . import HDF5_SIGNATURE, Arrays, FileInfo, check_signature
 from . import _h5 as h5
-from .generic import (attr_str, NETCDF_SIGNATURES, _norm_units, clip_lonlat, decode_time_values, read_selection,
-                      to_dataarray)
+from .generic import (
+    NETCDF_SIGNATURES,
+    _norm_units,
+    attr_str,
+    clip_lonlat,
+    decode_time_values,
+    read_selection,
+    to_dataarray,
+)
 
 _NAME = re.compile(
     r"ESACCI-SOILMOISTURE-L3S-SSM(?P<kind>[VS])-(?P<product>COMBINED|PASSIVE|ACTIVE)-"

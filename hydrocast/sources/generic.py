@@ -36,9 +36,8 @@ file's units unchanged.
 
 from __future__ import annotations
 
-import functools
-
 import calendar
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -355,7 +354,8 @@ def precip_factors(path: Path, units: str | None, step: str, starts) -> np.ndarr
     if kind == "rate":
         return np.full(starts.size, f, dtype="float64")
     if step == "static":
-        raise BadInputError(f"{path}: precipitation in {units!r} is an amount per time step, but the file has no time step")
+        raise BadInputError(f"{path}: precipitation in {units!r} is an amount per time step, "
+                            "but the file has no time step")
     return np.array([f / step_days(s, step) for s in starts], dtype="float64")
 
 
@@ -498,7 +498,8 @@ _PRECIP_STD = {"precipitation_amount", "precipitation_flux", "lwe_thickness_of_p
 def _required_variable(options: dict) -> str:
     var = options.get("variable")
     if not var or not isinstance(var, str):
-        raise ConfigError(f"source {options.get('name', '?')!r}: `variable` is required for kind {options.get('kind', 'netcdf')!r}")
+        raise ConfigError(f"source {options.get('name', '?')!r}: "
+                          f"`variable` is required for kind {options.get('kind', 'netcdf')!r}")
     return var
 
 
@@ -620,7 +621,8 @@ def _infer_step(path: Path, times: np.ndarray) -> str:
         return "1MS"
     step = d.min()
     if np.any(d % step != np.timedelta64(0, "ns")):
-        raise BadInputError(f"{path}: time coordinate is irregular (steps {sorted(set(step_alias(x) for x in d))}); set `step`")
+        raise BadInputError(f"{path}: time coordinate is irregular "
+                            f"(steps {sorted(set(step_alias(x) for x in d))}); set `step`")
     return step_alias(step)
 
 
@@ -707,7 +709,8 @@ def read_netcdf_arrays(path, options: dict, bbox) -> Arrays:
                 raise BadInputError(f"{path}: {var!r} has no x/y coordinate values")
             implied = None
             xk = ds[lay.x_dim].attrs
-            geographic_axes = str(xk.get("units", "")).lower().startswith("degree") or lay.x_dim.lower() in ("lon", "longitude")
+            geographic_axes = (str(xk.get("units", "")).lower().startswith("degree")
+                               or lay.x_dim.lower() in ("lon", "longitude"))
             if geographic_axes and lay.x_dim.lower() not in ("rlon",):
                 implied = CRS.from_epsg(4326)
             crs = resolve_crs(path, _file_crs(path, ds, var), options, implied=implied)
@@ -817,14 +820,16 @@ def read_geotiff_arrays(path, options: dict, bbox) -> Arrays:
             crs = resolve_crs(path, file_crs, options)
             t = src.transform
             if t.b != 0 or t.d != 0:
-                raise BadInputError(f"{path}: raster is rotated (affine {tuple(t)[:6]}); hydrocast reads north-up rasters")
+                raise BadInputError(f"{path}: raster is rotated (affine {tuple(t)[:6]}); "
+                                    "hydrocast reads north-up rasters")
             band = options.get("band")
             if band is None:
                 if src.count != 1:
                     raise BadInputError(f"{path}: has {src.count} bands; set `band` for this source")
                 band = 1
             if not isinstance(band, int) or not 1 <= band <= src.count:
-                raise ConfigError(f"source {options.get('name', '?')!r}: band {band!r} not in 1..{src.count} for {path}")
+                raise ConfigError(f"source {options.get('name', '?')!r}: "
+                                  f"band {band!r} not in 1..{src.count} for {path}")
             xc = t.c + (np.arange(src.width) + 0.5) * t.a
             yc = t.f + (np.arange(src.height) + 0.5) * t.e
             xs, ys = select_in_crs(path, xc, yc, crs, bbox)
