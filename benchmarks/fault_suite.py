@@ -1113,7 +1113,7 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
         return p.wait(600)
 
     def cases_kill_ingest(self) -> Iterator[Row]:
-        exp = "old cube readable with its days; rerun 0; no stale temp after the rerun"
+        exp = "old cube readable, days kept; rerun 0; no stale temp"
         skip = self.needs("ingest")
         if skip:
             yield Row("ingest SIGKILL", exp, skip, "SKIP")
@@ -1148,7 +1148,7 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
             yield c.row(case, exp)
 
     def cases_kill_train(self) -> Iterator[Row]:
-        exp = "predict 0 (old or new model), --resume 0, no stale .tmp/.old after it"
+        exp = "predict 0 (old/new model); --resume 0; no stale .tmp/.old"
         skip = self.needs_dry()
         if skip:
             yield Row("train SIGKILL", exp, skip, "SKIP")
@@ -1184,7 +1184,7 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
             yield c.row(case, exp)
 
     def output_kills(self, cmd: str) -> Iterator[Row]:
-        exp = "no partial file, earlier files intact; rerun 0 leaves no temp file"
+        exp = "no partial file; earlier files intact; rerun 0, no temp left"
         skip = self.needs("train")
         if skip:
             yield Row(f"{cmd} SIGKILL", exp, skip, "SKIP")
@@ -1256,7 +1256,7 @@ path = "{SAMPLE / 'discharge/discharge.csv'}"
             return s if len(s) <= n else s[: n - 3] + "..."
 
         rows = [("case", "expected", "got", "result")] + [(r.case, r.expected, r.got, r.status) for r in self.rows]
-        widths = [min(cap, max(len(cut(r[i], cap)) for r in rows)) for i, cap in enumerate((80, 60, 100))]
+        widths = [min(cap, max(len(cut(r[i], cap)) for r in rows)) for i, cap in enumerate((100, 60, 100))]
         lines = []
         for i, (a, b, g, s) in enumerate(rows):
             lines.append(f"{cut(a, widths[0]):<{widths[0]}} | {cut(b, widths[1]):<{widths[1]}} | "

@@ -17,7 +17,7 @@ statistics
     the model artefact; validation and test days never enter them.
 
 Windows are read from the NetCDF cube with plain slicing, so memory holds one batch of windows
-at a time, never the record (see benchmarks/train.py for the 2-vs-8-year check).
+at a time, never the record (see benchmarks/train_memory.py for the 2-vs-8-year check).
 """
 
 from __future__ import annotations
