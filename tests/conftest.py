@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import hydrocast  # noqa: F401  (first: imports pyproj before any eccodes, see hydrocast/__init__.py)
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "sample_data"
 SHARED_DATA = Path(os.environ.get("HYDROCAST_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -2,6 +2,11 @@
 
 ``python -m tools.sampledata OUTDIR [--seed 42] [--start 2015-01-01] [--end 2020-12-31]`` (from the repository root)
 
+``--variant cold`` writes instead a small snowy lake region at 60-61 °N (degree-day snow, frozen
+soil, lakes, slow groundwater; 2015-2018): see :mod:`tools.sampledata_cold`, which reuses the
+writers below. This docstring describes the default variant, whose output (``sample_data/``) is
+unchanged by the cold one.
+
 Not part of the installed package (``tools/`` is outside ``hydrocast``). The attributes written into the files
 still say "hydrocast.sampledata" (its former module name): changing them would change every committed file.
 
@@ -361,19 +366,22 @@ def write_imerg_hhr(path, date, halfhour_index, precip_mm_per_hr, lon, lat, run:
 
 
 def write_imerg_day(path, date, precip_mm, lon, lat, run: str = "final", count=None,
-                    version: str = IMERG_VERSION) -> Path:
+                    version: str = IMERG_VERSION, prob_liquid=None, history: str | None = None) -> Path:
     """Write one IMERG V07 daily file (flat NetCDF4, GES DISC regional subset).
 
     ``precip_mm`` is the day's total in mm on a ``(lat, lon)`` grid (= the daily mean rate in
     mm/day, the V07 daily unit); NaN -> ``_FillValue``. ``count`` (same shape) is
     ``precipitation_cnt``, the number of valid half-hours (default 48, 0 where NaN).
+    ``prob_liquid`` (percent, same shape; optional) adds ``probabilityLiquidPrecipitation``
+    (int16, fill -9999 where it or the precipitation is NaN), which real V07 daily files carry.
+    ``history`` replaces the default history attribute (which names the default sample's subset).
     Variables are stored (time, lon, lat) with lat ascending.
     """
     import netCDF4
 
     run = _check_run(run)
     d = _as_date(date)
-    lon, lat, (p, c) = _imerg_arrays(lon, lat, precip_mm, count)
+    lon, lat, (p, c, q) = _imerg_arrays(lon, lat, precip_mm, count, prob_liquid)
     if c is None:
         cnt = np.where(np.isfinite(p), 48, 0).astype(np.int16)
     else:
@@ -392,8 +400,9 @@ def write_imerg_day(path, date, precip_mm, lon, lat, run: str = "final", count=N
             "title": f"GPM IMERG {title_run} Precipitation L3 1 day 0.1 degree x 0.1 degree (GPM_3IMERG{prod})",
             "DOI": f"10.5067/GPM/IMERG{prod}/DAY/07",
             "ProductionTime": GENERATION_TIME,
-            "history": ("Spatial subset lon -9.1..-6.9, lat 39.7..41.9 (GES DISC style); variables precipitation, "
-                        "precipitation_cnt. SYNTHETIC values written by hydrocast.sampledata"),
+            "history": history if history is not None else (
+                "Spatial subset lon -9.1..-6.9, lat 39.7..41.9 (GES DISC style); variables precipitation, "
+                "precipitation_cnt. SYNTHETIC values written by hydrocast.sampledata"),
         })
         nc.createDimension("time", 1)
         nc.createDimension("lon", lon.size)
@@ -424,6 +433,15 @@ def write_imerg_day(path, date, precip_mm, lon, lat, run: str = "final", count=N
                      "long_name": "Count of all valid half-hourly precipitation retrievals for the day",
                      "coordinates": "time lon lat"})
         v[:] = cnt[None]
+        if q is not None:
+            ok = np.isfinite(p) & np.isfinite(q)
+            prob = np.where(ok, np.clip(np.rint(np.where(ok, q, 0.0)), 0, 100), -9999).astype(np.int16)
+            v = nc.createVariable("probabilityLiquidPrecipitation", "i2", ("time", "lon", "lat"),
+                                  fill_value=np.int16(-9999))
+            v.setncatts({"units": "percent", "long_name": "Probability of liquid precipitation",
+                         "coordinates": "time lon lat"})
+            v.set_auto_mask(False)
+            v[:] = prob[None]
     return path
 
 
@@ -565,16 +583,17 @@ def write_esacci_day(path, date, sm, flag, lon, lat, sm_uncertainty=None, t0=Non
 # ---------------------------------------------------------------------------------------------
 # Writers: DEM, basins, discharge
 # ---------------------------------------------------------------------------------------------
-def write_dem(path, elevation, transform) -> Path:
-    """Write an int16 EPSG:4326 GeoTIFF (tiled 128x128, deflate, nodata -32768)."""
+def write_dem(path, elevation, transform, dtype: str = "int16", nodata: float = DEM_NODATA) -> Path:
+    """Write an EPSG:4326 GeoTIFF (default int16, nodata -32768; tiled 128x128, deflate)."""
     import rasterio
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    z = np.asarray(elevation).astype(np.int16)
-    profile = dict(driver="GTiff", width=z.shape[1], height=z.shape[0], count=1, dtype="int16",
-                   crs="EPSG:4326", transform=transform, nodata=DEM_NODATA, tiled=True,
-                   blockxsize=128, blockysize=128, compress="deflate", predictor=2)
+    z = np.asarray(elevation).astype(dtype)
+    profile = dict(driver="GTiff", width=z.shape[1], height=z.shape[0], count=1, dtype=dtype,
+                   crs="EPSG:4326", transform=transform, nodata=nodata, tiled=True,
+                   blockxsize=128, blockysize=128, compress="deflate",
+                   predictor=3 if np.dtype(dtype).kind == "f" else 2)  # 3: floating-point predictor
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(z, 1)
     return path
@@ -1234,6 +1253,7 @@ def _cci_static_flags(terrain: Terrain, cci_sm0: np.ndarray) -> dict:
 # Orchestration
 # ---------------------------------------------------------------------------------------------
 _OUTPUT_PATTERNS = ("raw/imerg/3B-*.HDF5", "raw/imerg/3B-*.nc4", "raw/esacci/ESACCI-SOILMOISTURE-*.nc",
+                    "raw/era5land/era5-land-daily-t2m-*.nc",  # written by the cold variant only
                     "raw/dem/dem.tif", "basins/*.geojson", "basins/outlets.csv", "discharge/discharge.csv",
                     "README.md")
 
@@ -1445,15 +1465,24 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.sampledata",
                                  description="Write the synthetic hydrocast sample region into OUTDIR.")
     ap.add_argument("outdir", type=Path)
+    ap.add_argument("--variant", choices=("default", "cold"), default="default",
+                    help="default: the rain-fed sample region (sample_data/); cold: a small snowy lake region at "
+                         "60-61 N (tools/sampledata_cold.py)")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    ap.add_argument("--start", default=DEFAULT_START, help="first day (YYYY-MM-DD)")
-    ap.add_argument("--end", default=DEFAULT_END, help="last day (YYYY-MM-DD)")
+    ap.add_argument("--start", default=None, help=f"first day (YYYY-MM-DD; default {DEFAULT_START}, cold 2015-01-01)")
+    ap.add_argument("--end", default=None, help=f"last day (YYYY-MM-DD; default {DEFAULT_END}, cold 2018-12-31)")
     ap.add_argument("--spinup-days", type=int, default=SPINUP_DAYS, help="model spin-up before START")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    summary = generate(args.outdir, seed=args.seed, start=args.start, end=args.end,
-                       spinup_days=args.spinup_days, log=log)
+    if args.variant == "cold":
+        from . import sampledata_cold as cold
+
+        summary = cold.generate(args.outdir, seed=args.seed, start=args.start or cold.DEFAULT_START,
+                                end=args.end or cold.DEFAULT_END, spinup_days=args.spinup_days, log=log)
+    else:
+        summary = generate(args.outdir, seed=args.seed, start=args.start or DEFAULT_START,
+                           end=args.end or DEFAULT_END, spinup_days=args.spinup_days, log=log)
     print(json.dumps(summary, indent=1))
     return 0
 
