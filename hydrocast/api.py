@@ -94,7 +94,7 @@ def hindcast(config, period: str, basins_path=None):
         bs = fc.basin_set(["all"], Path(basins_path) if basins_path else None)
         runs = fc.run(bs, a, b, lumped=True)
         q = discharge_table(cfg, days, bs.ids).to_numpy("float64")
-        obs = targets(q, a, b + 1, fc.lead, len(days) - 1)
+        obs = targets(q, a, b + 1, fc.lead, len(days) - 1, dtype="float64")
         ds = xr.Dataset({"convlstm": (("issue_day", "basin", "lead"), runs["convlstm"].q),
                          "lumped_lstm": (("issue_day", "basin", "lead"), runs["lumped_lstm"].q),
                          "observed": (("issue_day", "basin", "lead"), obs)},

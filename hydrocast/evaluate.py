@@ -71,6 +71,7 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     from .fsio import atomic_write_text, prepare_out_dir
     from .metrics import doy_climatology, metrics_table
     from .netcdf import hindcast_dataset, write_dataset
+    from .windows import targets
 
     start, end = parse_period(period, cfg)
     days = fc.reader.days
@@ -89,10 +90,7 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
         x = np.where(ok[:, None, None], x, np.nan)
         return np.transpose(x, (1, 0, 2)).astype("float64")
 
-    obs = np.full((T, N, lead), np.nan)
-    for l in range(lead):
-        lo, hi = a + l + 1, min(b + l + 2, len(days))
-        obs[: hi - lo, :, l] = q_obs[lo:hi]
+    obs = targets(q_obs, a, b + 1, lead, len(days) - 1, dtype="float64")  # observed on each valid day
     persist = np.repeat(q_obs[a:b + 1][:, :, None], lead, axis=2)
     clim = np.full((T, N, lead), np.nan)
     tp = cfg.train.train_period

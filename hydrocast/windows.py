@@ -101,11 +101,13 @@ def to_discharge(qn: np.ndarray, mean: float, std: float, area_km2: np.ndarray) 
     return (spec * np.asarray(area_km2, dtype="float64")[:, None] / 86.4).astype("float32")
 
 
-def targets(q_norm: np.ndarray, start: int, stop: int, lead: int, last_target: int) -> np.ndarray:
+def targets(q_norm: np.ndarray, start: int, stop: int, lead: int, last_target: int,
+            dtype: str = "float32") -> np.ndarray:
     """(T, N, L) targets for issue days start..stop-1: ``q_norm[t + l + 1]``; NaN past
-    ``last_target`` (so training never sees a validation day) and past the record."""
+    ``last_target`` (so training never sees a validation day) and past the record. Also the
+    observations a hindcast is scored against (``last_target`` = the record's last day)."""
     T, N = stop - start, q_norm.shape[1]
-    out = np.full((T, N, lead), np.nan, dtype="float32")
+    out = np.full((T, N, lead), np.nan, dtype=dtype)
     for l in range(lead):  # noqa: E741 - l is the lead index throughout
         a, b = start + l + 1, min(stop + l + 1, last_target + 1, len(q_norm))
         if b > a:

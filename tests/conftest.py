@@ -45,3 +45,18 @@ def one_thread():
 def sample_data() -> Path:
     assert SAMPLE_DATA.is_dir(), f"{SAMPLE_DATA} is missing: the repository ships it"
     return SAMPLE_DATA
+
+
+@pytest.fixture(scope="module")
+def dem_path(shared_data):
+    """The real DEM of the shared data (pysheds' test raster)."""
+    return shared_data / "dem-pysheds" / "dem.tif"
+
+
+@pytest.fixture(scope="module")
+def raw(dem_path):
+    """That DEM's first band, transform and profile, read with rasterio."""
+    import rasterio
+
+    with rasterio.open(dem_path) as src:
+        return src.read(1), src.transform, src.profile

@@ -16,17 +16,6 @@ from hydrocast.errors import BadInputError
 from hydrocast.sources import dem
 
 
-@pytest.fixture(scope="module")
-def dem_path(shared_data):
-    return shared_data / "dem-pysheds" / "dem.tif"
-
-
-@pytest.fixture(scope="module")
-def raw(dem_path):
-    with rasterio.open(dem_path) as src:
-        return src.read(1), src.transform, src.profile
-
-
 def _write(path, z, transform, crs, nodata=-32768, dtype="int16"):
     with rasterio.open(path, "w", driver="GTiff", width=z.shape[1], height=z.shape[0], count=1,
                        dtype=dtype, crs=crs, transform=transform, nodata=nodata) as dst:

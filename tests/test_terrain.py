@@ -25,17 +25,6 @@ R = EARTH_RADIUS_M
 PKG = Path(__file__).resolve().parents[1] / "hydrocast"
 
 
-@pytest.fixture(scope="module")
-def dem_path(shared_data):
-    return shared_data / "dem-pysheds" / "dem.tif"
-
-
-@pytest.fixture(scope="module")
-def raw(dem_path):
-    with rasterio.open(dem_path) as src:
-        return src.read(1), src.transform, src.profile
-
-
 def _da(z, transform, crs):
     import rioxarray  # noqa: F401  (the .rio accessor)
 

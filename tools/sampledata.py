@@ -954,30 +954,50 @@ def storms_for_day(seed: int, day, forced: bool = False) -> np.ndarray:
     lam = (0.06 + 1.2 * season**1.5) * math.exp(0.6 * _regime(seed, day) - 0.18)
     n = int(rng.poisson(min(lam, 6.0)))
     t_day = (day - UNIX_EPOCH.date()).days * 24.0
+    return draw_storms(rng, n, t_day, forced, 0.12 + 0.55 * (1.0 - season), DEFAULT_STORMS)
+
+
+#: The default region's storm climate (convective cells and Atlantic frontal bands): the parameters
+#: of :func:`draw_storms`, each ``(a, b)`` the arguments of the rng call named in its key
+DEFAULT_STORMS = {
+    "conv_life": (1.5, 5.0), "conv_speed": (8.0, 30.0), "conv_heading": (20.0, 45.0), "conv_size": (6.0, 18.0),
+    "conv_i0": (2.0, 4.5), "conv_x": (-110, 110), "conv_y": (-130, 140),
+    "front_life": (8.0, 24.0), "front_speed": (25.0, 50.0), "front_heading": (12.0, 22.0),
+    "front_sa": (18.0, 45.0), "front_sc": (60.0, 220.0), "front_i0": (2.0, 1.9),
+    "front_x": (-90, 90), "front_y": (-160, 170),
+    "forced_speed": (28.0, 40.0), "forced_heading": (10.0, 8.0), "forced_i0": (5.0, 7.0),
+    "forced_x": (-30, 30), "forced_y": (-40, 40),
+}
+
+
+def draw_storms(rng, n: int, t_day: float, forced: bool, p_convective: float, c: dict) -> np.ndarray:
+    """``n`` storms (plus one forced frontal storm) drawn from ``rng`` with the storm climate ``c``
+    (see :data:`DEFAULT_STORMS`): a convective cell with probability ``p_convective``, else a frontal band."""
     out = np.zeros(n + (1 if forced else 0), dtype=STORM_DTYPE)
     for k in range(n):
         s = out[k]
-        if rng.random() < 0.12 + 0.55 * (1.0 - season):  # convective cell
-            s["life"] = rng.uniform(1.5, 5.0)
-            s["speed"] = rng.uniform(8.0, 30.0)
-            s["heading"] = np.radians(rng.normal(20.0, 45.0))
-            s["sa"] = s["sc"] = rng.uniform(6.0, 18.0)
-            s["i0"] = rng.gamma(2.0, 4.5)
-            s["x"], s["y"] = rng.uniform(-110, 110), rng.uniform(-130, 140)
-        else:  # Atlantic frontal band, long across-track
-            s["life"] = rng.uniform(8.0, 24.0)
-            s["speed"] = rng.uniform(25.0, 50.0)
-            s["heading"] = np.radians(rng.normal(12.0, 22.0))
-            s["sa"] = rng.uniform(18.0, 45.0)
-            s["sc"] = rng.uniform(60.0, 220.0)
-            s["i0"] = rng.gamma(2.0, 1.9)
-            s["x"], s["y"] = rng.uniform(-90, 90), rng.uniform(-160, 170)
+        if rng.random() < p_convective:  # convective cell
+            s["life"] = rng.uniform(*c["conv_life"])
+            s["speed"] = rng.uniform(*c["conv_speed"])
+            s["heading"] = np.radians(rng.normal(*c["conv_heading"]))
+            s["sa"] = s["sc"] = rng.uniform(*c["conv_size"])
+            s["i0"] = rng.gamma(*c["conv_i0"])
+            s["x"], s["y"] = rng.uniform(*c["conv_x"]), rng.uniform(*c["conv_y"])
+        else:  # frontal band, long across-track
+            s["life"] = rng.uniform(*c["front_life"])
+            s["speed"] = rng.uniform(*c["front_speed"])
+            s["heading"] = np.radians(rng.normal(*c["front_heading"]))
+            s["sa"] = rng.uniform(*c["front_sa"])
+            s["sc"] = rng.uniform(*c["front_sc"])
+            s["i0"] = rng.gamma(*c["front_i0"])
+            s["x"], s["y"] = rng.uniform(*c["front_x"]), rng.uniform(*c["front_y"])
         s["t_mid"] = t_day + rng.uniform(0.0, 24.0)
     if forced:
         s = out[n]
-        s["life"], s["speed"], s["heading"] = 20.0, rng.uniform(28.0, 40.0), np.radians(rng.normal(10.0, 8.0))
-        s["sa"], s["sc"], s["i0"] = rng.uniform(35.0, 50.0), rng.uniform(150.0, 250.0), rng.uniform(5.0, 7.0)
-        s["x"], s["y"] = rng.uniform(-30, 30), rng.uniform(-40, 40)
+        s["life"], s["speed"] = 20.0, rng.uniform(*c["forced_speed"])
+        s["heading"] = np.radians(rng.normal(*c["forced_heading"]))
+        s["sa"], s["sc"], s["i0"] = rng.uniform(35.0, 50.0), rng.uniform(150.0, 250.0), rng.uniform(*c["forced_i0"])
+        s["x"], s["y"] = rng.uniform(*c["forced_x"]), rng.uniform(*c["forced_y"])
         s["t_mid"] = t_day + rng.uniform(9.0, 15.0)
     return out
 

@@ -537,32 +537,20 @@ def storms_for_day(seed: int, day, forced: bool = False) -> np.ndarray:
     lam = (0.30 + 0.70 * wet) * math.exp(0.5 * sd._regime(seed, day) - 0.125)
     n = int(rng.poisson(min(lam, 5.0)))
     t_day = (day - sd.UNIX_EPOCH.date()).days * 24.0
-    out = np.zeros(n + (1 if forced else 0), dtype=sd.STORM_DTYPE)
-    for k in range(n):
-        s = out[k]
-        if rng.random() < 0.05 + 0.55 * warm**2:  # summer convective cell
-            s["life"] = rng.uniform(1.5, 4.5)
-            s["speed"] = rng.uniform(8.0, 30.0)
-            s["heading"] = np.radians(rng.normal(40.0, 50.0))
-            s["sa"] = s["sc"] = rng.uniform(5.0, 15.0)
-            s["i0"] = rng.gamma(2.0, 3.5)
-            s["x"], s["y"] = rng.uniform(-60, 60), rng.uniform(-100, 100)
-        else:  # frontal band from the west-south-west
-            s["life"] = rng.uniform(8.0, 24.0)
-            s["speed"] = rng.uniform(30.0, 55.0)
-            s["heading"] = np.radians(rng.normal(25.0, 25.0))
-            s["sa"] = rng.uniform(20.0, 50.0)
-            s["sc"] = rng.uniform(80.0, 250.0)
-            s["i0"] = rng.gamma(2.0, 0.9)
-            s["x"], s["y"] = rng.uniform(-90, 90), rng.uniform(-120, 120)
-        s["t_mid"] = t_day + rng.uniform(0.0, 24.0)
-    if forced:
-        s = out[n]
-        s["life"], s["speed"], s["heading"] = 20.0, rng.uniform(30.0, 40.0), np.radians(rng.normal(20.0, 8.0))
-        s["sa"], s["sc"], s["i0"] = rng.uniform(35.0, 50.0), rng.uniform(150.0, 250.0), rng.uniform(2.5, 3.5)
-        s["x"], s["y"] = rng.uniform(-20, 20), rng.uniform(-30, 30)
-        s["t_mid"] = t_day + rng.uniform(9.0, 15.0)
-    return out
+    return sd.draw_storms(rng, n, t_day, forced, 0.05 + 0.55 * warm**2, COLD_STORMS)
+
+
+#: The cold region's storm climate (summer convective cells, frontal bands from the west-south-west),
+#: parameters of :func:`tools.sampledata.draw_storms`
+COLD_STORMS = {
+    "conv_life": (1.5, 4.5), "conv_speed": (8.0, 30.0), "conv_heading": (40.0, 50.0), "conv_size": (5.0, 15.0),
+    "conv_i0": (2.0, 3.5), "conv_x": (-60, 60), "conv_y": (-100, 100),
+    "front_life": (8.0, 24.0), "front_speed": (30.0, 55.0), "front_heading": (25.0, 25.0),
+    "front_sa": (20.0, 50.0), "front_sc": (80.0, 250.0), "front_i0": (2.0, 0.9),
+    "front_x": (-90, 90), "front_y": (-120, 120),
+    "forced_speed": (30.0, 40.0), "forced_heading": (20.0, 8.0), "forced_i0": (2.5, 3.5),
+    "forced_x": (-20, 20), "forced_y": (-30, 30),
+}
 
 
 class Weather(sd.Weather):
