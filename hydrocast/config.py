@@ -29,14 +29,19 @@ from .errors import ConfigError, HydrocastError, MissingInputError
 #: Keys a ``[[sources]]`` table may have, per ``kind`` (on top of name, kind, paths).
 SOURCE_KEYS: dict[str, dict[str, type | tuple]] = {
     "imerg": {"variable": str, "min_valid_fraction": float, "resampling": str},
-    "esacci_sm": {"flag_mask": int, "porosity": float, "resampling": str},
+    "esacci_sm": {"variable": str, "flag_mask": int, "porosity": float, "resampling": str},
     "dem": {"resampling": str},
     "netcdf": {"variable": str, "crs": str, "units": str, "quantity": str, "resampling": str,
                "min_valid_fraction": float, "step": str, "time_label": str},
     "geotiff": {"crs": str, "units": str, "quantity": str, "date_format": str, "band": int,
                 "resampling": str, "min_valid_fraction": float, "step": str, "time_label": str,
                 "nodata": float},
+    "nwp_grib": {"resampling": str, "max_lead_days": int},
+    "nwp_netcdf": {"variable": str, "units": str, "resampling": str, "max_lead_days": int},
 }
+#: Source kinds that are weather forecasts: stored in the forecast store beside the cube
+#: (:mod:`hydrocast.forecasts`), never in the daily cube.
+FORECAST_KINDS = ("nwp_grib", "nwp_netcdf")
 #: GDAL resampling methods a source may ask for (rasterio.enums.Resampling names).
 RESAMPLING = ("average", "bilinear", "nearest", "cubic", "max", "min", "med", "sum", "mode")
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -67,6 +72,7 @@ class CubeConfig:
     path: Path = Path("work/cube.nc")
     chunk_days: int = 31
     margin_cells: float = 2.0
+    forecast_path: Path | None = None
 
 
 @dataclass
@@ -91,6 +97,10 @@ class TrainConfig:
     inputs: list[str] | None = None
     warmup_days: int = 30
     window_days: int = 90
+    memory_days: int = 365
+    observed_discharge: bool = True
+    forecast_source: str = "auto"
+    forecast_stand_in: bool = True
     hidden: int = 16
     depth: int = 1
     kernel: int = 3
@@ -258,6 +268,8 @@ def _sources(tables: Any, where: str) -> list[SourceConfig]:
             raise ConfigError(f"{w} ({name}) resampling must be one of {', '.join(RESAMPLING)}")
         if not 0 < options.get("min_valid_fraction", 0.9) <= 1:
             raise ConfigError(f"{w} ({name}) min_valid_fraction must be in (0, 1]")
+        if options.get("max_lead_days", 10) < 1:
+            raise ConfigError(f"{w} ({name}) max_lead_days must be >= 1")
         out.append(SourceConfig(name, kind, paths, options))
     if sum(s.kind == "dem" for s in out) > 1:
         raise ConfigError(f"{where}: only one source of kind 'dem' is allowed")
@@ -341,6 +353,8 @@ def parse(data: dict, path: Path | None = None, root: Path | None = None) -> Con
             raise ConfigError(f"{name}: [train] {key} must be >= 1, got {getattr(tr, key)}")
     if tr.kernel % 2 == 0:
         raise ConfigError(f"{name}: [train] kernel must be odd, got {tr.kernel}")
+    if tr.memory_days < 0:
+        raise ConfigError(f"{name}: [train] memory_days must be >= 0, got {tr.memory_days}")
     if tr.window_days <= tr.warmup_days:
         raise ConfigError(f"{name}: [train] window_days ({tr.window_days}) must exceed warmup_days ({tr.warmup_days})")
     if cfg.cube.chunk_days < 1:
@@ -381,7 +395,7 @@ class KeyDoc:
 SECTION_DOCS: dict[str, str] = {
     "grid": "The common grid every source is regridded onto: crs + bounds + resolution, or a template raster.",
     "sources": "One [[sources]] table per input product (its `kind` decides which other keys it takes).",
-    "cube": "The data cube: one daily CF-1.8 NetCDF file that ingest appends to.",
+    "cube": "The data cube: one daily CF-1.8 NetCDF file that ingest appends to (and the forecast store).",
     "basins": "The basins whose outlets are forecast.",
     "discharge": "Observed discharge of the gauged basins (training targets, evaluation).",
     "train": "Training periods, the forecast horizon, the network's size and the optimiser.",
@@ -402,6 +416,8 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
         "path": KeyDoc("The data cube file.", active=True),
         "chunk_days": KeyDoc("Days read and regridded at a time (memory stays flat)."),
         "margin_cells": KeyDoc("Margin (in grid cells) kept around the region when clipping raw files."),
+        "forecast_path": KeyDoc("The forecast store of the nwp_* sources (default: beside the cube, "
+                                "<cube stem>.forecasts.nc).", "work/cube.forecasts.nc"),
     },
     "basins": {
         "path": KeyDoc("GeoJSON polygons with an \"id\" property, or a CSV id,lon,lat of outlets.",
@@ -424,8 +440,16 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
         "lead_days": KeyDoc("Forecast lead days 1..H.", active=True),
         "inputs": KeyDoc("Dynamic cube variables fed to the network (default: all of them).",
                          ["precipitation", "soil_moisture"]),
-        "warmup_days": KeyDoc("Days of inputs before the first scored day (the model's spin-up, also at prediction)."),
-        "window_days": KeyDoc("Days per training sequence (the loss covers window_days - warmup_days)."),
+        "warmup_days": KeyDoc(
+            "Days not scored after a zero recurrent state (burn-in); the spin-up if memory_days = 0."),
+        "window_days": KeyDoc("Days per training chunk: gradients are truncated there, the state is carried on."),
+        "memory_days": KeyDoc("Spin-up before any forecast (>= 365 for snow, lakes, groundwater); 0 = no memory: "
+                              "random windows from a zero state, warmup_days spin-up."),
+        "observed_discharge": KeyDoc("Observed discharge up to the issue date enters the model (maps + mask; "
+                                     "trained with random hold-out)."),
+        "forecast_source": KeyDoc("The weather-forecast source the lead days roll over: auto (the config's "
+                                  "nwp source, if any), a source name, or none."),
+        "forecast_stand_in": KeyDoc("Train on observed rain with noise where the forecast archive has no run."),
         "hidden": KeyDoc("ConvLSTM width (hidden channels); e.g. 64 for a real region on a GPU."),
         "depth": KeyDoc("Stacked ConvLSTM layers."),
         "kernel": KeyDoc("Convolution kernel size (odd)."),
@@ -444,7 +468,7 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
 #: Keys every ``[[sources]]`` table has.
 SOURCE_DOCS: dict[str, KeyDoc] = {
     "name": KeyDoc("The variable's name in the cube (letters, digits, _)."),
-    "kind": KeyDoc("imerg | esacci_sm | dem | netcdf | geotiff."),
+    "kind": KeyDoc("imerg | esacci_sm | dem | netcdf | geotiff | nwp_grib | nwp_netcdf (forecasts)."),
     "paths": KeyDoc("Globs of the input files (** allowed), relative to this file's folder."),
 }
 
@@ -457,6 +481,7 @@ _STEP_DOC = KeyDoc("The interval of one value, e.g. \"1h\" (default: from the ti
 _LABEL_DOC = KeyDoc("What a time stamp without bounds marks: \"start\" or \"end\" (ERA5 accumulations: end).",
                     "start")
 _CRS_DOC = KeyDoc("CRS when the file has none (a file whose CRS differs is rejected).", "EPSG:4326")
+_LEADS_DOC = KeyDoc("Forecasts: lead days kept per run (1..N; a run's later days are dropped).", 10)
 _QUANTITY_DOC = KeyDoc("\"precipitation\" (converted to mm/day) or \"soil_moisture\" (any other value: "
                        "no conversion).", "precipitation")
 
@@ -469,6 +494,9 @@ SOURCE_OPTION_DOCS: dict[str, dict[str, KeyDoc]] = {
         "resampling": _RESAMPLING_DOC,
     },
     "esacci_sm": {
+        "variable": KeyDoc("\"sm\" (soil moisture) or \"frozen\": the frozen/snow flag (bit 1) as 1, 0 where "
+                           "observed without it, NaN without a retrieval; averaged: the fraction of the cell "
+                           "flagged.", "sm"),
         "flag_mask": KeyDoc("sm is kept where flag & flag_mask == 0 (63 = bits 1-32; the barren-ground "
                             "advisory bit 64 is kept).", 63),
         "porosity": KeyDoc("Converts an ACTIVE product (percent of saturation) to m3 m-3; without it ACTIVE "
@@ -479,7 +507,8 @@ SOURCE_OPTION_DOCS: dict[str, dict[str, KeyDoc]] = {
     "netcdf": {
         "variable": KeyDoc("The variable to read (required).", "tp", active=True),
         "crs": _CRS_DOC,
-        "units": KeyDoc("Units when the file has none (overrides the file's units).", "m"),
+        "units": KeyDoc("Overrides the file's units attribute (default: the file's units; precipitation is "
+                        "converted to mm/day).", "m"),
         "quantity": _QUANTITY_DOC,
         "resampling": _RESAMPLING_DOC,
         "min_valid_fraction": _FRACTION_DOC,
@@ -499,6 +528,16 @@ SOURCE_OPTION_DOCS: dict[str, dict[str, KeyDoc]] = {
         "time_label": _LABEL_DOC,
         "nodata": KeyDoc("Overrides the file's nodata value.", -9999.0),
     },
+    "nwp_grib": {
+        "resampling": _RESAMPLING_DOC,
+        "max_lead_days": _LEADS_DOC,
+    },
+    "nwp_netcdf": {
+        "variable": KeyDoc("The precipitation variable (default: tp).", "tp"),
+        "units": KeyDoc("Units when the file has none (m, kg m-2 or mm; overrides the file's units).", "m"),
+        "resampling": _RESAMPLING_DOC,
+        "max_lead_days": _LEADS_DOC,
+    },
 }
 
 #: The ``[[sources]]`` tables of the starter file: (name, kind, paths, live or commented out).
@@ -508,6 +547,8 @@ STARTER_SOURCES: list[tuple[str, str, list[str], bool]] = [
     ("dem", "dem", ["raw/dem/dem.tif"], True),
     ("era5_precipitation", "netcdf", ["raw/era5/*.nc"], False),
     ("evaporation", "geotiff", ["raw/evaporation/*.tif"], False),
+    ("precipitation_forecast", "nwp_grib", ["raw/nwp/*.grib2"], False),
+    ("precipitation_forecast_nc", "nwp_netcdf", ["raw/nwp/*.nc"], False),
 ]
 
 

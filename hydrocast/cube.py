@@ -69,6 +69,9 @@ QUANTITY_ATTRS = {
     "liquid_fraction": {
         "units": "percent", "long_name": "probability that precipitation is liquid (daily mean)",
         "cell_methods": "time: mean"},
+    "frozen_fraction": {
+        "units": "1", "long_name": "fraction of the cell flagged frozen or snow-covered by ESA CCI SM",
+        "cell_methods": "time: mean"},
 }
 
 

@@ -23,6 +23,9 @@ from .config import Config
 from .errors import BadInputError, ConfigError
 
 MODELS = ("convlstm", "lumped_lstm", "persistence", "climatology")
+#: rows added where the model uses observed discharge / a weather forecast: the same trained
+#: models run as if every gauge were silent / no forecast existed (the operational fallbacks)
+VARIANTS = {"no_obs": {"with_obs": False}, "no_forecast": {"with_forecast": False}}
 
 
 def parse_period(text: str | None, cfg: Config) -> tuple[np.datetime64, np.datetime64]:
@@ -83,6 +86,11 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     q_obs = discharge_table(cfg, fc.reader.days, basins.ids, discharge_path).to_numpy("float64")  # (days, N)
     lead = fc.lead
     res = fc.run(basins, a, b, lumped=True)
+    variants = [v for v, on in (("no_obs", fc.observed and fc.obs is not None),
+                                ("no_forecast", fc.forecasts is not None)) if on]
+    for v in variants:
+        r = fc.run(basins, a, b, lumped=True, **VARIANTS[v])
+        res.update({f"{k}_{v}": run for k, run in r.items()})
     ok = fc.supported()[a:b + 1]
     T, N = b - a + 1, len(basins.ids)
 
@@ -100,8 +108,11 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
         for l in range(lead):
             lo, hi = a + l + 1, min(b + l + 2, len(days))
             clim[: hi - lo, n, l] = f(index[lo:hi])
-    sims = {"convlstm": to_bt(res["convlstm"].q), "lumped_lstm": to_bt(res["lumped_lstm"].q),
-            "persistence": to_bt(persist), "climatology": to_bt(clim)}
+    sims = {"convlstm": to_bt(res["convlstm"].q), "lumped_lstm": to_bt(res["lumped_lstm"].q)}
+    for v in variants:
+        for k in ("convlstm", "lumped_lstm"):
+            sims[f"{k}_{v}"] = to_bt(res[f"{k}_{v}"].q)
+    sims.update(persistence=to_bt(persist), climatology=to_bt(clim))
     obs_bt = np.transpose(obs, (1, 0, 2))
     leads = list(range(1, lead + 1))
     tables = []
@@ -122,7 +133,7 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
     med = table[table["basin"] == "median"]
     medians = {m: {int(r["lead_days"]): {k: _f(r[k]) for k in ("nse", "kge", "pbias", "rmse", "peak_timing")}
-                   for _, r in med[med["model"] == m].iterrows()} for m in MODELS}
+                   for _, r in med[med["model"] == m].iterrows()} for m in sims}
     log(f"hindcast {start}..{end}: {int(ok.sum())} issue days, {N} basins -> {hc}")
     return EvaluateResult(str(hc), str(csv_path), medians, (str(start), str(end)), int(ok.sum()), fc.model_id)
 

@@ -33,6 +33,7 @@ class PeriodRun:
     q: np.ndarray
     q_norm: np.ndarray
     extra: dict = field(default_factory=dict)  # "maps", "runoff" where the model gives them
+    state: object = None  # the recurrent state after the last day (to continue a stateful run)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return getattr(self, name) if name in ("q", "q_norm") else self.extra[name]
@@ -54,30 +55,85 @@ def autocast(device):
     return contextlib.nullcontext()
 
 
-def run_period(net, reader, spec, static, basins: np.ndarray, area_km2: np.ndarray, q_mean: float, q_std: float,
-               a: int, b: int, warmup: int, device=None) -> PeriodRun:
-    """Run ``net`` over issue days ``a..b`` with ``warmup`` input-only days before ``a``.
+@dataclass
+class ModelInputs:
+    """Everything a model reads besides the weights, for one set of read-out basins.
 
-    ``reader`` a :class:`hydrocast.samples.CubeReader`, ``spec`` its InputSpec, ``static`` the
-    normalised static stack (tensor), ``basins`` (N, 2, H, W) channels, ``area_km2`` (N,)."""
+    ``obs`` (cube days, G) is the normalised specific discharge observed at the model's G gauges
+    (its training basins, masks ``obs_basins`` (G, H, W)); ``obs_index`` (N,) says which gauge
+    each read-out basin is (-1: none). Only an issue day's own and earlier observations ever
+    enter a forecast (:func:`run_period` slices them so). ``forecasts`` is a
+    :class:`hydrocast.forecasts.ForecastReader` (or None) and ``forecast_name`` its variable."""
+
+    reader: object
+    spec: object
+    static: object  # tensor (S, H, W)
+    basins: np.ndarray  # (N, 2, H, W)
+    area_km2: np.ndarray  # (N,)
+    q_mean: float
+    q_std: float
+    lead: int
+    obs: np.ndarray | None = None
+    obs_basins: np.ndarray | None = None
+    obs_index: np.ndarray | None = None
+    forecasts: object = None
+    forecast_name: str | None = None
+
+
+def streams_for(inp: ModelInputs, s: int, stop: int, device, with_obs: bool = True, with_forecast: bool = True,
+                pad: bool = False) -> dict:
+    """The named input streams (batch of one) of cube days ``s..stop-1``."""
+    import torch
+
+    streams = {"dynamic": torch.from_numpy(inp.reader.dynamic_window(inp.spec, s, stop, pad=pad)).unsqueeze(0),
+               "static": inp.static,
+               "basins": torch.as_tensor(np.ascontiguousarray(inp.basins)),
+               "basin_area_km2": torch.as_tensor(np.asarray(inp.area_km2, dtype="float64"))}
+    if inp.obs_basins is not None:
+        T, G = stop - s, inp.obs_basins.shape[0]
+        obs = np.full((T, G), np.nan, dtype="float32")
+        if with_obs and inp.obs is not None:
+            b = min(stop, len(inp.obs))
+            obs[: b - s] = inp.obs[s:b]
+        streams["obs"] = torch.from_numpy(obs).unsqueeze(0)
+        streams["obs_basins"] = torch.as_tensor(np.ascontiguousarray(inp.obs_basins))
+        index = inp.obs_index if inp.obs_index is not None else np.full(len(inp.area_km2), -1)
+        streams["obs_index"] = torch.as_tensor(np.asarray(index, dtype="int64"))
+    fc = inp.reader.forecast_window(inp.spec, inp.forecasts if with_forecast else None, inp.forecast_name, s, stop,
+                                    inp.lead)
+    streams["forecast"] = torch.from_numpy(fc).unsqueeze(0)
+    return {k: v.to(device) for k, v in streams.items()}
+
+
+def run_period(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, with_obs: bool = True,
+               with_forecast: bool = True, state=None, start: int | None = None) -> PeriodRun:
+    """Run ``net`` over issue days ``a..b`` (cube indices) as one sequence that starts ``spin``
+    input-only days before ``a`` (or at ``start``, e.g. the day after a saved ``state``).
+    ``with_obs=False``: as if every gauge were silent; ``with_forecast=False``: as if no weather
+    forecast existed. The run's final recurrent state (after day ``b``) is ``PeriodRun.state``."""
     import torch
 
     device = device or torch.device("cpu")
-    s = max(0, a - warmup)
-    streams = {"dynamic": torch.from_numpy(reader.dynamic_window(spec, s, b + 1)).unsqueeze(0).to(device),
-               "static": static.to(device),
-               "basins": torch.as_tensor(np.ascontiguousarray(basins)).to(device),
-               "basin_area_km2": torch.as_tensor(np.asarray(area_km2, dtype="float64")).to(device)}
+    s = max(0, a - spin) if start is None else start
+    streams = streams_for(inp, s, b + 1, device, with_obs, with_forecast)
+    streams["rollout_days"] = torch.arange(a - s, b - s + 1, device=device)
     was_training = net.training
     net.eval()
     try:
         with torch.inference_mode(), autocast(device):
-            out = net(streams)
+            out = net(streams, state)
     finally:
         net.train(was_training)
-    qn = out["q"][0, a - s:].float().cpu().numpy()
+    qn = out["q"][0].float().cpu().numpy()
+    if qn.shape[0] != b - a + 1:  # a model without rollout returns every day of the sequence
+        qn = qn[a - s:]
     extra = {}
     if "maps" in out:
-        extra["maps"] = out["maps"][0, a - s:, :, 0].float().cpu().numpy()
-        extra["runoff"] = out["runoff"][0, a - s:].float().cpu().numpy()
-    return PeriodRun(reader.days[a:b + 1], to_discharge(qn, q_mean, q_std, area_km2), qn, extra)
+        maps, runoff = out["maps"][:, :, :, 0], out["runoff"]
+        if maps.shape[1] != b - a + 1:
+            maps, runoff = maps[:, a - s:], runoff[:, a - s:]
+        extra["maps"] = maps[0].float().cpu().numpy()
+        extra["runoff"] = runoff[0].float().cpu().numpy()
+    run = PeriodRun(inp.reader.days[a:b + 1], to_discharge(qn, inp.q_mean, inp.q_std, inp.area_km2), qn, extra)
+    run.state = out.get("state")
+    return run

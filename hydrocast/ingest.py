@@ -16,6 +16,9 @@ The run, step by step:
    rejected and its day planned again from the other files, as if the scan had rejected it.
 4. Regrid onto the grid (:mod:`hydrocast.regrid`) and write a complete new cube beside the old
    one, then replace it atomically.
+5. Weather-forecast sources (kinds ``nwp_grib``, ``nwp_netcdf``) are not cube variables: their runs go
+   into the forecast store beside the cube (:mod:`hydrocast.forecasts`, its own contract and lock),
+   after the cube; their files are scanned before the cube is written (``strict`` stops there).
 
 Bad files are listed and skipped (exit 65 at the end), or with ``strict`` abort the run before
 the cube is replaced. Nothing already in the cube is lost: old days are copied over unless a
@@ -24,12 +27,9 @@ better run replaces them.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import math
-import os
-import stat
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,19 +37,15 @@ from typing import Callable
 
 import numpy as np
 
-from .config import Config, SourceConfig
+from .config import FORECAST_KINDS, Config, SourceConfig
 from .cube import QUANTITY_ATTRS, CubeIndex, CubeWriter, read_index
 from .errors import BadInputError, BusyError, MissingInputError
 from .grid import GridSpec
+from .inputfiles import Rejection, expand_paths
+from .inputfiles import rejection_summary as _rejection_summary
 from .sources import RUN_RANK, FileInfo, get_array_reader, get_reader
 
 STEP_PRIORITY = {"1D": 2, "30min": 1}  # within one run, a daily file beats half-hourly ones
-
-
-@dataclass
-class Rejection:
-    path: str
-    message: str
 
 
 @dataclass
@@ -89,42 +85,18 @@ class IngestResult:
     variables: list[str] = field(default_factory=list)
     static_updated: bool = False
     rejected: list[Rejection] = field(default_factory=list)
+    forecasts: object | None = None  # hydrocast.forecasts.ForecastResult when the config has forecast sources
 
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in ("changed", "days_added", "days_replaced", "days_total",
                                           "first_day", "last_day", "variables", "static_updated")}
         d["cube"] = str(self.cube)
         d["rejected"] = [{"file": r.path, "error": r.message} for r in self.rejected]
+        d["forecasts"] = self.forecasts.to_json() if self.forecasts is not None else None
         return d
 
 
 # -- planning -----------------------------------------------------------------------------------
-
-def expand_paths(cfg: Config, source: SourceConfig) -> list[Path]:
-    """The files a source's ``paths`` globs match (sorted, duplicates removed), as resolved
-    absolute paths (a symbolic link stands for the file it points to)."""
-    seen, out = set(), []
-    folders: dict[str, str] = {}
-    for pattern in source.paths:
-        full = str(cfg.resolve(pattern))
-        for p in sorted(glob.glob(full, recursive=True)):
-            # Path.resolve() per file costs an lstat per path component: resolve each folder once
-            head, name = os.path.split(p)
-            if head not in folders:
-                folders[head] = os.path.realpath(head)
-            rp = os.path.join(folders[head], name)
-            try:
-                st = os.lstat(rp)
-                if stat.S_ISLNK(st.st_mode):
-                    rp = os.path.realpath(rp)
-                    st = os.stat(rp)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and rp not in seen:
-                seen.add(rp)
-                out.append(Path(rp))
-    return out
-
 
 def _signature(paths: list[Path]) -> str:
     h = hashlib.sha1()
@@ -235,15 +207,20 @@ def quantity_of(source: SourceConfig) -> str | None:
         var = source.options.get("variable", "")
         return "liquid_fraction" if var == "probabilityLiquidPrecipitation" else "precipitation"
     if source.kind == "esacci_sm":
-        return "soil_moisture"
+        return "frozen_fraction" if source.options.get("variable") == "frozen" else "soil_moisture"
     return source.options.get("quantity")
 
 
-def variable_attrs(source: SourceConfig) -> dict:
+def variable_attrs(source: SourceConfig, plans: list[DayPlan] = ()) -> dict:
+    """CF attributes of the cube variable of ``source``: its quantity's (QUANTITY_ATTRS), else the
+    config's ``units`` or those the scan of its planned files reports (``FileInfo.extra["units"]``;
+    no ``units`` key when neither says: the caller keeps the old cube's, or "1")."""
     q = quantity_of(source)
     if q in QUANTITY_ATTRS:
         return dict(QUANTITY_ATTRS[q])
-    return {"long_name": source.name, "units": source.options.get("units", "1"), "cell_methods": "time: mean"}
+    units = source.options.get("units") or next(
+        (fi.extra["units"] for p in plans for fi in p.candidates if fi.extra.get("units")), "")
+    return {"long_name": source.name, **({"units": units} if units else {}), "cell_methods": "time: mean"}
 
 
 def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, bbox,
@@ -412,13 +389,31 @@ def ingest(cfg: Config, strict: bool = False, progress: Callable | None = None,
 
 
 def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
+    """The cube, then the forecast store of the ``nwp_*`` sources (:mod:`hydrocast.forecasts`), whose
+    files are scanned first so that ``strict`` stops at a bad forecast file before anything is written."""
+    from . import forecasts
+
+    if not forecasts.forecast_sources(cfg):
+        return _ingest_cube(cfg, grid, cube_path, strict, progress, log)
+    with forecasts.store_lock(forecasts.store_path(cfg)):
+        fplan = forecasts.plan_store(cfg, grid, log)
+        if strict and fplan.rejected:
+            raise BadInputError(_rejection_summary(fplan.rejected, strict=True))
+        result = _ingest_cube(cfg, grid, cube_path, strict, progress, log)
+        result.forecasts = forecasts.write_store(fplan, grid.lonlat_bounds(cfg.cube.margin_cells), strict=strict,
+                                                 log=log)
+    result.rejected = list(result.rejected) + list(fplan.rejected)
+    return result
+
+
+def _ingest_cube(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
     result = IngestResult(cube=cube_path)
     old = read_index(cube_path) if cube_path.exists() else None
     if old is not None and not old.grid.same_as(grid):
         raise BadInputError(f"{cube_path}: was made on another grid ({old.grid.describe()}) than the config asks for "
                             f"({grid.describe()}); use another [cube] path or move the old cube away")
     rejected: list[Rejection] = []
-    dynamic = [s for s in cfg.sources if s.kind != "dem"]
+    dynamic = [s for s in cfg.sources if s.kind != "dem" and s.kind not in FORECAST_KINDS]
     dem_sources = [s for s in cfg.sources if s.kind == "dem"]
     bbox = grid.lonlat_bounds(cfg.cube.margin_cells)
 
@@ -465,7 +460,7 @@ def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
 
     dyn_attrs = dict(old.dynamic) if old is not None else {}
     for s in dynamic:
-        dyn_attrs[s.name] = {**dyn_attrs.get(s.name, {}), **variable_attrs(s)}
+        dyn_attrs[s.name] = {"units": "1", **dyn_attrs.get(s.name, {}), **variable_attrs(s, plans[s.name])}
         dyn_attrs[s.name].pop("grid_mapping", None)
     if static_layers is not None:
         st_attrs = {name: attrs for name, (_, attrs) in static_layers.items()}
@@ -514,8 +509,3 @@ def _fill_summary(result: IngestResult, index: CubeIndex | None) -> None:
     result.variables = list(index.dynamic) + list(index.static)
 
 
-def _rejection_summary(rejected: list[Rejection], strict: bool = False) -> str:
-    head = f"{len(rejected)} input file(s) rejected"
-    if strict:
-        head += "; --strict: nothing was written"
-    return head + ": " + rejected[0].message + (" (and more, see above)" if len(rejected) > 1 else "")

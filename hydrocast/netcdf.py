@@ -160,6 +160,10 @@ BASELINE_LONG_NAMES = {
     "lumped_lstm": "discharge simulated by the lumped (basin-average) LSTM baseline",
     "persistence": "persistence baseline: last observed discharge carried forward",
     "climatology": "climatology baseline: day-of-year mean observed discharge",
+    "convlstm_no_obs": "discharge forecast by the ConvLSTM as if every gauge were silent at issue time",
+    "lumped_lstm_no_obs": "discharge forecast by the lumped LSTM as if every gauge were silent at issue time",
+    "convlstm_no_forecast": "discharge forecast by the ConvLSTM as if no weather forecast were available",
+    "lumped_lstm_no_forecast": "discharge forecast by the lumped LSTM as if no weather forecast were available",
 }
 
 DAY = np.timedelta64(1, "D")

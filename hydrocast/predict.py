@@ -55,6 +55,9 @@ class Forecaster:
             self.grid = GridSpec.from_dict(meta["grid"])
             self.lead = int(meta["lead_days"])
             self.warmup = int(meta["warmup_days"])
+            self.spin = int(meta.get("spin_up_days", self.warmup))
+            self.observed = bool(self.net.hparams["observed"])
+            self.forecast_name = (meta.get("forecast") or {}).get("source")
             self.q_mu = float(meta["discharge_normalisation"]["mean"])
             self.q_sd = float(meta["discharge_normalisation"]["std"])
             self.gauged = {b["id"]: (i, b) for i, b in enumerate(meta["basins"])}
@@ -81,10 +84,34 @@ class Forecaster:
             self.reader.close()
             raise BadInputError(f"{cube_path}: the cube has no variable {missing[0]!r} that the model needs")
         self.static = torch.from_numpy(self.reader.static_stack(self.spec))
+        self.forecasts = None
+        try:
+            if self.forecast_name:
+                from .forecasts import open_forecasts
+
+                self.forecasts = open_forecasts(cfg)  # None: the lead days run without a forecast (masked)
+            self.obs = self._observations() if self.observed else None
+        except BaseException:
+            self.close()
+            raise
         self.precip_vars = [n for n in self.spec.dynamic if self.spec.stats[n].get("log1p")] or self.spec.dynamic[:1]
+
+    def _observations(self) -> np.ndarray | None:
+        """The normalised observed discharge (cube days, G) at the model's gauges from ``[discharge]``
+        (NaN where none; None without a discharge file): the observations at issue time."""
+        from .domain import discharge_table
+
+        if not self.cfg.discharge.path or not self.cfg.resolve(self.cfg.discharge.path).exists():
+            return None
+        ids = list(self.gauged)
+        q = discharge_table(self.cfg, self.reader.days, ids).to_numpy("float64")
+        area = np.array([self.gauged[b][1]["area_km2"] for b in ids], dtype="float64")
+        return ((q * 86.4 / area - self.q_mu) / self.q_sd).astype("float32")
 
     def close(self) -> None:
         self.reader.close()
+        if self.forecasts is not None:
+            self.forecasts.close()
 
     def __enter__(self):
         return self
@@ -173,16 +200,87 @@ class Forecaster:
         return i
 
     # -- running the network ---------------------------------------------------------------------
-    def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False) -> dict:
-        """Forecasts for issue days ``a..b`` (cube indices, inclusive) through the one forward path
-        (:mod:`hydrocast.forward`). Returns ``{"convlstm": PeriodRun, "lumped_lstm": PeriodRun}``
-        (the latter with ``lumped=True``)."""
-        from .forward import run_period
+    def inputs(self, basins: BasinSet):
+        """The :class:`~hydrocast.forward.ModelInputs` for reading out ``basins``: the model's gauges
+        (its training basins) give the observations; a read-out basin is a gauge by its id."""
+        from .forward import ModelInputs
 
         area = np.array([i["area_km2"] for i in basins.info])
+        index = np.array([self.gauged[b][0] if b in self.gauged and basins.info[k]["gauged"] else -1
+                          for k, b in enumerate(basins.ids)])
+        return ModelInputs(self.reader, self.spec, self.static, basins.channels, area, self.q_mu, self.q_sd, self.lead,
+                           obs=self.obs, obs_basins=self.gauged_channels[:, 0] if self.observed else None,
+                           obs_index=index, forecasts=self.forecasts, forecast_name=self.forecast_name)
+
+    def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False, with_obs: bool = True,
+            with_forecast: bool = True) -> dict:
+        """Forecasts for issue days ``a..b`` (cube indices, inclusive) through the one forward path
+        (:mod:`hydrocast.forward`), spun up over the model's ``spin_up_days``. Returns
+        ``{"convlstm": PeriodRun, "lumped_lstm": PeriodRun}`` (the latter with ``lumped=True``)."""
+        from .forward import run_period
+
+        inp = self.inputs(basins)
         nets = {"convlstm": self.net, **({"lumped_lstm": self.lumped} if lumped else {})}
-        return {name: run_period(net, self.reader, self.spec, self.static, basins.channels, area, self.q_mu,
-                                 self.q_sd, a, b, self.warmup) for name, net in nets.items()}
+        return {name: run_period(net, inp, a, b, self.spin, with_obs=with_obs, with_forecast=with_forecast)
+                for name, net in nets.items()}
+
+    def warm_state(self, i: int, log: Callable[[str], None] = lambda s: None) -> tuple[object, int, str]:
+        """The ConvLSTM's recurrent state before issue day ``i``, continued from the saved state
+        (:mod:`hydrocast.state`) where it is still valid, else spun up over ``spin_up_days``.
+
+        The state saved is the one after the last day ``c < i`` on which every input has data
+        (the inputs that arrive late, such as ESA CCI, then never leave stale values in it); it is
+        valid while the cube's provenance of every day it consumed and the observations it read
+        are unchanged. Returns ``(state, first day still to run, what was done)``."""
+        import hashlib
+
+        from .forward import run_period
+        from .state import SavedState, check_state, inputs_status, load_state, save_state, state_path
+
+        path = state_path(self.reader.path, self.model_id)
+        names = list(self.spec.dynamic)
+        saved, why = load_state(path, self.model_id)
+
+        def obs_digest(a: int, b: int) -> str:
+            if self.obs is None:
+                return ""
+            return hashlib.sha1(np.ascontiguousarray(self.obs[a:b + 1]).tobytes()).hexdigest()
+
+        state, start, note = None, max(0, i - self.spin), f"spun up over the {i - max(0, i - self.spin)} days before"
+        if saved is not None:
+            ok, why = check_state(saved, self.reader, names)
+            a, d = (self.reader.index(saved.start_day), self.reader.index(saved.day)) if ok else (0, 0)
+            if ok and saved.extra.get("obs") != obs_digest(a, d):
+                ok, why = False, "the observed discharge it read has changed"
+            if ok and not (d < i and i - d <= self.spin):
+                ok, why = False, f"it is of {saved.day}, not before the issue day and within {self.spin} days"
+            if ok:
+                depth = len([k for k in saved.tensors if k.startswith("h")])
+                state = [(saved.tensors[f"h{k}"], saved.tensors[f"c{k}"]) for k in range(depth)]
+                start, note = d + 1, f"continued from the saved state of {saved.day}"
+        if state is None and why:
+            log(f"model state {path}: spinning up ({why})")
+        status = inputs_status(self.reader, names, i)
+        last = [s["last_day"] for s in status.values()]
+        if all(last):
+            c = min(min(self.reader.index(x) for x in last), i - 1)  # day i itself runs with the forecast
+            if c >= start:
+                inp = self.inputs(BasinSet([], np.zeros((0, 2, *self.grid.shape), "float32"), []))
+                run = run_period(self.net, inp, c, c, 0, state=state, start=start)
+                s0 = start if state is None else self.reader.index(saved.start_day)
+                tensors = {}
+                for k, (h, cc) in enumerate(run.state):
+                    tensors[f"h{k}"], tensors[f"c{k}"] = h.detach().clone(), cc.detach().clone()
+                from .state import day_digests
+
+                try:
+                    save_state(path, SavedState(self.model_id, self.reader.days[s0], self.reader.days[c], tensors,
+                                                day_digests(self.reader, names, s0, c + 1),
+                                                {"obs": obs_digest(s0, c)}))
+                except BusyError:
+                    log(f"model state {path}: not saved (another run holds its lock)")
+                state, start = run.state, c + 1
+        return state, start, note
 
     def map_physical(self, maps_norm: np.ndarray) -> tuple[np.ndarray, dict]:
         """Forecast soil-moisture maps back to physical units."""
@@ -198,9 +296,31 @@ class PredictResult:
     basins: list[dict] = field(default_factory=list)
 
     model_id: str | None = None
+    inputs: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"issue_date": self.issue_date, "model_id": self.model_id, "files": self.files, "basins": self.basins}
+        return {"issue_date": self.issue_date, "model_id": self.model_id, "files": self.files, "basins": self.basins,
+                "inputs": self.inputs}
+
+
+def _forecast_note(fc: Forecaster, day) -> str:
+    if not fc.forecast_name:
+        return "not used by this model"
+    if fc.forecasts is None or not fc.forecasts.available(fc.forecast_name, np.array([day]))[0]:
+        return (f"none for issue date {day}: the lead days ran without a weather forecast "
+                f"({fc.forecast_name} masked), as the model was trained to")
+    ref = fc.forecasts.reference_time(np.array([day]))[0]
+    return f"{fc.forecast_name}: the run of {str(ref).replace('T', ' ')} UTC"
+
+
+def _obs_note(fc: Forecaster, info: dict, last_t, day) -> str:
+    if not fc.observed:
+        return "not used by this model"
+    if not info["gauged"]:
+        return "ungauged basin: the observations of the model's gauges entered as maps"
+    if last_t is None or np.datetime64(last_t, "D") != np.datetime64(day, "D"):
+        return (f"none on the issue day {day} (last {last_t or 'never'}): the gauge counted as silent")
+    return f"observed discharge of {day} entered the forecast"
 
 
 def observed_discharge(cfg: Config):
@@ -233,14 +353,25 @@ def predict(cfg: Config, basin_ids: list[str], out_dir: Path, issue_date: str | 
 
 
 def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) -> PredictResult:
+    from .forward import run_period
     from .fsio import prepare_out_dir
     from .ids import id_path
     from .netcdf import forecast_map_dataset, hydrograph_dataset, write_dataset
+    from .state import inputs_status, status_attribute
 
     basins = fc.basin_set(basin_ids, basins_path)
     i = fc.issue_index(issue_date)
     day = fc.reader.days[i]
-    run = fc.run(basins, i, i)["convlstm"]
+    state, start, spin_note = fc.warm_state(i, log)
+    run = run_period(fc.net, fc.inputs(basins), i, i, fc.spin, state=state, start=start)
+    status = inputs_status(fc.reader, list(fc.spec.dynamic), i)
+    if fc.forecast_name:
+        have_fc = fc.forecasts is not None and bool(fc.forecasts.available(fc.forecast_name, np.array([day]))[0])
+        status[fc.forecast_name] = {"last_day": str(day) if have_fc else None, "days_behind": 0 if have_fc else None,
+                                    "missing_on_issue_day": not have_fc}
+    provenance = {"hydrocast_inputs_status": status_attribute(status),
+                  "hydrocast_spin_up": spin_note,
+                  "hydrocast_weather_forecast": _forecast_note(fc, day)}
     q = run.q[0]  # (N, L)
     sm, mo = fc.map_physical(run["maps"][0])  # (L, H, W)
     runoff = run["runoff"][0]
@@ -256,6 +387,7 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
         hyd = hydrograph_dataset([info["id"]], [info["name"]], [info["outlet_lon"]], [info["outlet_lat"]],
                                  [info["area_km2"]], day, leads, q[n:n + 1], [last], [last_t],
                                  model_id=fc.model_id)
+        hyd.attrs.update(provenance, hydrocast_observed_discharge=_obs_note(fc, info, last_t, day))
         frac = basins.channels[n, 0]
         rows, cols = np.nonzero(frac > 0)
         if rows.size == 0:
@@ -273,8 +405,10 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
         }
         mp = forecast_map_dataset(fc.grid, window, day, leads, maps, frac[r0:r1, c0:c1], info["id"],
                                   model_id=fc.model_id)
+        mp.attrs.update(provenance)
         base = id_path(out_dir, info["id"], f"_{stamp}_{fc.model_id}")
         products.append((info, hyd, mp, base, recent, maps, window))
+        result.inputs = {k: dict(v) for k, v in status.items()}
         result.basins.append({"id": info["id"], "gauged": info["gauged"], "area_km2": round(info["area_km2"], 1),
                               "discharge_m3s": [round(float(v), 3) for v in q[n]],
                               "valid_dates": [str(day + np.timedelta64(int(l), "D")) for l in leads],

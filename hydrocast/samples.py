@@ -61,6 +61,20 @@ class InputSpec:
         return cls(list(d["dynamic"]), list(d["static"]), dict(d["stats"]))
 
 
+def season_channels(days: np.ndarray) -> np.ndarray:
+    """(T, 2) sin and cos of the day of year of ``days`` (datetime64[D])."""
+    days = np.asarray(days, dtype="datetime64[D]")
+    doy = (days - days.astype("datetime64[Y]")).astype(int)
+    phase = 2 * np.pi * doy / 365.25
+    return np.stack([np.sin(phase), np.cos(phase)], axis=1).astype("float32")
+
+
+def precipitation_slot(spec: "InputSpec") -> int | None:
+    """Index (in ``spec.dynamic``) of the precipitation input a precipitation forecast stands for:
+    the first ``log1p``-transformed input (the cube's precipitation-like variables); None if none."""
+    return next((k for k, n in enumerate(spec.dynamic) if spec.stats[n].get("log1p")), None)
+
+
 class CubeReader:
     """Random access to days of a cube, normalised per an :class:`InputSpec`."""
 
@@ -156,18 +170,62 @@ class CubeReader:
         x = (x - st["mean"]) / st["std"]
         return np.where(valid, x, 0.0).astype("float32"), valid.astype("float32")
 
-    def dynamic_window(self, spec: InputSpec, start: int, stop: int) -> np.ndarray:
-        """Normalised dynamic channels of days ``start`` ≤ i < ``stop``: ``(T, C, H, W)``."""
-        if start < 0 or stop > len(self.days):
+    def day_of(self, i):
+        """The date of cube day index ``i`` (also past the cube's ends)."""
+        return self.days[0] + np.asarray(i).astype("timedelta64[D]")
+
+    def dynamic_window(self, spec: InputSpec, start: int, stop: int, pad: bool = False) -> np.ndarray:
+        """Normalised dynamic channels of days ``start`` ≤ i < ``stop``: ``(T, C, H, W)``. With
+        ``pad``, days past the cube's end are padding (values and validity 0, their season)."""
+        if start < 0 or (stop > len(self.days) and not pad) or start >= len(self.days):
             raise BadInputError(f"{self.path}: days {start}..{stop} are outside the cube")
-        T = stop - start
-        out = np.empty((T, spec.n_dynamic_channels, *self.shape), dtype="float32")
+        T, stop_c = stop - start, min(stop, len(self.days))
+        out = np.zeros((T, spec.n_dynamic_channels, *self.shape), dtype="float32")
         for k, name in enumerate(spec.dynamic):
-            out[:, 2 * k], out[:, 2 * k + 1] = self.normalise(self.raw(name, start, stop), spec.stats[name])
-        doy = (self.days[start:stop] - self.days[start:stop].astype("datetime64[Y]")).astype(int)
-        phase = 2 * np.pi * doy / 365.25
-        out[:, -2] = np.sin(phase)[:, None, None]
-        out[:, -1] = np.cos(phase)[:, None, None]
+            out[:stop_c - start, 2 * k], out[:stop_c - start, 2 * k + 1] = self.normalise(
+                self.raw(name, start, stop_c), spec.stats[name])
+        out[:, -2:] = season_channels(self.day_of(np.arange(start, stop)))[:, :, None, None]
+        return out
+
+    def forecast_window(self, spec: InputSpec, forecasts, name: str | None, start: int, stop: int, lead: int,
+                        stand_in: np.random.Generator | None = None) -> np.ndarray:
+        """The forecast stream ``(T, L, C, H, W)`` of issue days start..stop-1 (see
+        :class:`hydrocast.model.HydroConvLSTM`): for issue day ``t`` and lead ``l`` the dynamic
+        channels of day ``t + l`` as a forecast knows them: the forecast precipitation (store
+        ``name`` of ``forecasts``, a :class:`hydrocast.forecasts.ForecastReader`; mm) normalised
+        like the cube's precipitation (:func:`precipitation_slot`) and its validity, the day's
+        season, zeros for every other variable (not forecast). No forecast = validity 0.
+
+        ``stand_in`` (training only): where the store has no forecast, the observed precipitation
+        of the lead day with noise stands in (a field-wide lognormal factor, sigma 0.25 per lead
+        day, times a per-cell lognormal factor, sigma 0.3), so the rollout learns to use a forecast
+        that is informative but wrong, also on days before the forecast archive begins."""
+        T = stop - start
+        out = np.zeros((T, lead, spec.n_dynamic_channels, *self.shape), dtype="float32")
+        issue = self.day_of(np.arange(start, stop))
+        for l in range(lead):  # noqa: E741
+            out[:, l, -2:] = season_channels(issue + np.timedelta64(l + 1, "D"))[:, :, None, None]
+        slot = precipitation_slot(spec)
+        if slot is None:
+            return out
+        if forecasts is not None and name is not None and name in forecasts.names:
+            mm = np.asarray(forecasts.read(name, issue, lead), dtype="float32")
+        else:
+            mm = np.full((T, lead, *self.shape), np.nan, dtype="float32")
+        if stand_in is not None:
+            var = spec.dynamic[slot]
+            for l in range(lead):  # noqa: E741
+                have = np.isfinite(mm[:, l]).reshape(T, -1).any(axis=1)
+                a, b = start + l + 1, min(stop + l + 1, len(self.days))
+                if b <= a or have.all():
+                    continue
+                obs = np.full((T, *self.shape), np.nan, dtype="float32")
+                obs[: b - a] = self.raw(var, a, b)
+                factor = np.exp(stand_in.normal(0.0, 0.25 * (l + 1), T))[:, None, None] * \
+                    np.exp(stand_in.normal(0.0, 0.3, obs.shape))
+                mm[~have, l] = (obs * factor)[~have]
+        norm, valid = self.normalise(mm, spec.stats[spec.dynamic[slot]])
+        out[:, :, 2 * slot], out[:, :, 2 * slot + 1] = norm, valid
         return out
 
     def static_stack(self, spec: InputSpec) -> np.ndarray:

@@ -35,6 +35,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError, GridMismatchError, MissingInputError
+from .forward import ModelInputs
 from .jsonutil import finite_or_none, jsonable
 
 MAP_LOSS_WEIGHT = 0.2
@@ -95,11 +96,18 @@ class Trainer:
         if not cube_path.exists():
             raise MissingInputError(f"{cube_path}: no cube; run `hydrocast ingest` first")
         self.reader = reader = CubeReader(cube_path)
+        self.forecasts = None
         try:
             self._setup(cfg, tr, reader, device, deterministic)
         except BaseException:
-            reader.close()
+            self.close()
             raise
+
+    def close(self) -> None:
+        """Close the cube and the forecast store (now, not at a garbage collection: see train())."""
+        self.reader.close()
+        if self.forecasts is not None:
+            self.forecasts.close()
 
     def _setup(self, cfg: Config, tr, reader, device: str, deterministic: bool) -> None:
         import torch
@@ -143,37 +151,66 @@ class Trainer:
         self.basin_std_t = torch.as_tensor(self.norm.basin_std, dtype=torch.float32, device=self.device)
         self.basin_ch = torch.from_numpy(self.domain.channels).to(self.device)
         self.area_t = torch.as_tensor(self.area_km2, device=self.device)
+        self.observed = bool(tr.observed_discharge)
+        self.forecast_name = forecast_source(cfg)
+        self.forecasts = None
+        if self.forecast_name is not None:
+            from .forecasts import open_forecasts
+
+            self.forecasts = open_forecasts(cfg)
+            if self.forecasts is None or self.forecast_name not in self.forecasts.names:
+                from .forecasts import store_path
+
+                raise MissingInputError(f"{store_path(cfg)}: no forecast store with {self.forecast_name!r}; "
+                                        "run `hydrocast ingest` first (or set [train] forecast_source = \"none\")")
+        self.inputs = ModelInputs(reader, self.spec, self.static, self.domain.channels, self.area_km2,
+                                  self.norm.mean, self.norm.std, tr.lead_days,
+                                  obs=self.q_norm if self.observed else None,
+                                  obs_basins=self.domain.channels[:, 0] if self.observed else None,
+                                  obs_index=np.arange(len(ids)) if self.observed else None,
+                                  forecasts=self.forecasts, forecast_name=self.forecast_name)
+        self.spin = tr.memory_days if tr.memory_days > 0 else tr.warmup_days
         self.hparams = {"n_dynamic": self.spec.n_dynamic_channels, "n_static": self.spec.n_static_channels,
                         "hidden": tr.hidden, "depth": tr.depth, "kernel": tr.kernel, "lead_days": tr.lead_days,
-                        "n_map_outputs": 1}
+                        "n_map_outputs": 1, "observed": int(self.observed),
+                        "rollout": int(self.forecast_name is not None)}
 
     @property
     def basins(self) -> list:
         return self.domain.basins
 
     # -- what both models share ------------------------------------------------------------------
-    def streams(self, dynamic) -> dict:
+    def streams(self, batch) -> dict:
         """The named input streams of a batch (see :mod:`hydrocast.model.network`)."""
-        return {"dynamic": dynamic, "static": self.static, "basins": self.basin_ch, "basin_area_km2": self.area_t}
+        out = {"dynamic": batch["dynamic"], "static": self.static, "basins": self.basin_ch,
+               "basin_area_km2": self.area_t, "forecast": batch["forecast"]}
+        if "rollout_days" in batch:
+            out["rollout_days"] = batch["rollout_days"]
+        if self.observed:
+            out.update(obs=batch["obs"], obs_basins=self.basin_ch[:, 0],
+                       obs_index=torch_arange(len(self.basins), self.device))
+        return out
 
-    def batches(self, epoch: int):
-        """The epoch's training windows, on the device."""
-        from .dataset import WindowDataset, window_loader
-        from .windows import window_starts
+    def batches(self, epoch: int, fresh: bool, offset: int = 0):
+        """The epoch's training chunks (see :mod:`hydrocast.windows`), on the device."""
+        from .dataset import ChunkBatches
+        from .windows import legacy_chunks, stream_chunks
 
         tr = self.cfg.train
-        starts = window_starts(self.seed, epoch, self.periods, tr.window_days, tr.warmup_days, tr.lead_days,
-                               len(self.reader.days))
-        ds = WindowDataset(self.reader, self.spec, self.q_norm, self.map_var, starts, tr.window_days, tr.lead_days,
-                           self.periods.t1)
-        return _OnDevice(window_loader(ds, tr.batch_size), self.device)
+        if tr.memory_days > 0:
+            chunks = stream_chunks(self.periods, tr.window_days, tr.warmup_days, tr.batch_size, fresh)
+        else:
+            chunks = legacy_chunks(self.seed, offset + epoch, self.periods, tr.window_days, tr.warmup_days,
+                                   tr.lead_days, len(self.reader.days), tr.batch_size)
+        return ChunkBatches(self.inputs, self.q_norm, self.map_var, chunks, tr.window_days, self.periods.t1,
+                            seed=(self.seed, offset + epoch), rollout=self.forecast_name is not None,
+                            stand_in=tr.forecast_stand_in, device=self.device)
 
     def run(self, net, a: int, b: int):
         """The one forward path over issue days a..b (see :mod:`hydrocast.forward`)."""
         from .forward import run_period
 
-        return run_period(net, self.reader, self.spec, self.static, self.domain.channels, self.area_km2,
-                          self.norm.mean, self.norm.std, a, b, self.cfg.train.warmup_days, self.device)
+        return run_period(net, self.inputs, a, b, self.spin, self.device)
 
     def validation_nse(self, net) -> np.ndarray:
         """NSE per basin on the validation period, lead day 1."""
@@ -187,7 +224,7 @@ class Trainer:
     def n_targets(self, batch) -> int:
         import torch
 
-        return int((~torch.isnan(batch["q_target"][:, self.cfg.train.warmup_days:, :, 0])).sum())
+        return int((~torch.isnan(batch["q_target"][..., 0])).sum())
 
     def settings(self, lr_factor: float = 1.0, weight_decay: float | None = None, epochs: int | None = None,
                  lr_patience: int = 2):
@@ -206,7 +243,7 @@ class Trainer:
 
         from . import artefact
         from .loop import fit, median_score
-        from .model import HydroConvLSTM, LumpedLSTM
+        from .model import N_OBS_FEATURES, HydroConvLSTM, LumpedLSTM
 
         t_start = time.monotonic()
         result = TrainResult(model_dir=model_dir, device=str(self.device))
@@ -220,8 +257,10 @@ class Trainer:
         result.epochs_run, result.best_epoch = conv.state["epoch"], conv.state["best_epoch"]
 
         torch.manual_seed(self.seed + 1)
-        n_in = self.spec.n_dynamic_channels + self.spec.n_static_channels + 1
-        lumped = LumpedLSTM(n_in, LUMPED_HIDDEN, self.cfg.train.lead_days).to(self.device)
+        lead, fc = self.cfg.train.lead_days, int(self.forecast_name is not None)
+        n_in = (self.spec.n_dynamic_channels + self.spec.n_static_channels + 1 + N_OBS_FEATURES * int(self.observed)
+                + fc * lead * self.spec.n_dynamic_channels)
+        lumped = LumpedLSTM(n_in, LUMPED_HIDDEN, lead, observed=int(self.observed), forecast=fc).to(self.device)
         # the lumped LSTM's validation score jumps from epoch to epoch: halving its learning rate after
         # 2 flat epochs cost 0.004 and 0.118 validation NSE (seeds 0 and 1 on the sample), so it halves
         # only after `patience` flat epochs, i.e. it learns at a constant rate until early stopping
@@ -271,6 +310,11 @@ class Trainer:
             "grid": self.grid.to_dict(),
             "lead_days": tr.lead_days,
             "warmup_days": tr.warmup_days,
+            "memory_days": tr.memory_days,
+            "spin_up_days": self.spin,
+            "observed_discharge": self.observed,
+            "forecast": ({"source": self.forecast_name, "stand_in": bool(tr.forecast_stand_in)}
+                         if self.forecast_name is not None else None),
             "dist_scale_km": self.domain.dist_scale_km,
             "discharge_normalisation": {"quantity": "specific discharge (mm/day = m3/s * 86.4 / km2)",
                                         "mean": self.norm.mean, "std": self.norm.std},
@@ -288,43 +332,79 @@ class Trainer:
         return artefact.save(model_dir, tensors, jsonable(meta))
 
 
-class _OnDevice:
-    """A DataLoader whose batches are moved to ``device``."""
+def torch_arange(n: int, device):
+    import torch
 
-    def __init__(self, loader, device):
-        self.loader, self.device = loader, device
+    return torch.arange(n, device=device)
 
-    def __len__(self) -> int:
-        return len(self.loader)
 
-    def __iter__(self):
-        for batch in self.loader:
-            yield {k: v.to(self.device) for k, v in batch.items()}
+def forecast_source(cfg: Config) -> str | None:
+    """The name of the weather-forecast source the model's lead days roll over, or None:
+    ``[train] forecast_source`` = "auto" takes the config's first source of an nwp kind."""
+    name = cfg.train.forecast_source
+    nwp = [s.name for s in cfg.sources if s.kind.startswith("nwp_")]
+    if name == "none":
+        return None
+    if name == "auto":
+        return nwp[0] if nwp else None
+    if name not in nwp:
+        raise ConfigError(f"{cfg.where('train', 'forecast_source')}: {name!r} is not a source of kind nwp_grib or "
+                          f"nwp_netcdf (those are: {', '.join(nwp) or 'none'})")
+    return name
+
+
+def _reset(state, reset, repeat: int = 1):
+    """Zero the recurrent state of the streams flagged in ``reset`` (B,); None when all are."""
+    if state is None or bool(reset.all()):
+        return None
+    keep = (~reset).to(torch_dtype(state)).repeat_interleave(repeat)
+    return keep
+
+
+def torch_dtype(state):
+    import torch
+
+    first = state[0][0] if isinstance(state, list) else state[0]
+    return first.dtype if isinstance(first, torch.Tensor) else torch.float32
 
 
 class ConvLSTMTask:
-    """The ConvLSTM: NSE* on discharge + ``MAP_LOSS_WEIGHT`` × masked MSE of the next days' map."""
+    """The ConvLSTM: NSE* on discharge + ``MAP_LOSS_WEIGHT`` × masked MSE of the next days' map.
+
+    Stateful: the core's state after a chunk is carried (detached) into the stream's next chunk,
+    zeroed where the chunk says ``reset`` (:func:`hydrocast.windows.stream_chunks`)."""
 
     name = "convlstm"
+    EPOCH_OFFSET = 0
 
     def __init__(self, trainer: Trainer):
         self.t = trainer
+        self.state = None
 
     def batches(self, epoch: int):
-        return self.t.batches(epoch)
+        return self.t.batches(epoch, fresh=self.state is None, offset=self.EPOCH_OFFSET)
+
+    def carried(self, batch):
+        keep = _reset(self.state, batch["reset"])
+        if keep is None:
+            return None
+        k = keep.view(-1, 1, 1, 1)
+        return [(h * k, c * k) for h, c in self.state]
 
     def loss(self, net, batch):
         import torch
 
         from .model import nse_star_loss
 
-        warmup = self.t.cfg.train.warmup_days
-        out = net(self.t.streams(batch["dynamic"]))
-        lq = nse_star_loss(out["q"][:, warmup:].float(), batch["q_target"][:, warmup:], self.t.basin_std_t)
-        maps = out["maps"][:, warmup:, :, 0].float()
-        mt = batch["map_target"][:, warmup:]
-        valid = ~torch.isnan(mt)
-        err = torch.where(valid, maps - torch.nan_to_num(mt), torch.zeros_like(maps))
+        out = net(self.t.streams(batch), self.carried(batch))
+        self.state = [(h.detach(), c.detach()) for h, c in out["state"]]
+        q_t, m_t = batch["q_target"], batch["map_target"]
+        if "rollout_days" in batch:
+            q_t, m_t = q_t[:, batch["rollout_days"]], m_t[:, batch["rollout_days"]]
+        lq = nse_star_loss(out["q"].float(), q_t, self.t.basin_std_t)
+        maps = out["maps"][:, :, :, 0].float()
+        valid = ~torch.isnan(m_t)
+        err = torch.where(valid, maps - torch.nan_to_num(m_t), torch.zeros_like(maps))
         lm = err.square().sum() / valid.sum().clamp_min(1)
         return lq + MAP_LOSS_WEIGHT * lm, lq
 
@@ -336,20 +416,28 @@ class ConvLSTMTask:
 
 
 class LumpedTask(ConvLSTMTask):
-    """The lumped LSTM baseline: same windows (another random phase), periods and NSE* loss."""
+    """The lumped LSTM baseline: same chunks (legacy windows: another random phase), periods, loss
+    and state carrying; the same information (observations, forecast channels) as basin means."""
 
     name = "lumped"
     EPOCH_OFFSET = 10_000
 
-    def batches(self, epoch: int):
-        return self.t.batches(self.EPOCH_OFFSET + epoch)
+    def carried(self, batch):
+        keep = _reset(self.state, batch["reset"], repeat=len(self.t.basins))
+        if keep is None:
+            return None
+        h, c = self.state
+        k = keep.view(1, -1, 1)
+        return (h * k, c * k)
 
     def loss(self, net, batch):
         from .model import nse_star_loss
 
-        warmup = self.t.cfg.train.warmup_days
-        q = net(self.t.streams(batch["dynamic"]))["q"]
-        loss = nse_star_loss(q[:, warmup:], batch["q_target"][:, warmup:], self.t.basin_std_t)
+        streams = self.t.streams(batch)
+        streams.pop("rollout_days", None)
+        out = net(streams, self.carried(batch))
+        self.state = tuple(x.detach() for x in out["state"])
+        loss = nse_star_loss(out["q"], batch["q_target"], self.t.basin_std_t)
         return loss, loss
 
 def _polygon_lonlat(poly, grid):
@@ -389,6 +477,6 @@ def train(cfg: Config, device: str = "auto", seed: int | None = None, determinis
             # close the cube now, not at some later garbage collection: HDF5 shares one file
             # struct between handles of a process, and a handle freed while another is being
             # opened crashes it
-            trainer.reader.close()
+            trainer.close()
     finally:
         lock.release()

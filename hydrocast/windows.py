@@ -154,3 +154,82 @@ def window_arrays(reader, spec, q_norm: np.ndarray, map_var: str, start: int, st
     m_n, valid = reader.normalise(reader.raw(map_var, start, stop_m), spec.stats[map_var])
     m_n = np.where(valid > 0, m_n, np.nan)
     return {"dynamic": x, "q_target": y, "map_target": map_targets(m_n, start, stop, lead, last_target)}
+
+
+# -- stateful training streams (memory) ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Chunk:
+    """One optimiser step of the stateful training: for each of the B streams, the first day of its
+    chunk, whether its recurrent state is zeroed before it, and how many of its first days are
+    not scored (burn-in after a zero state; and issue days before the training period)."""
+
+    starts: tuple[int, ...]
+    reset: tuple[bool, ...]
+    burn: tuple[int, ...]
+
+
+def stream_chunks(p: Periods, chunk_days: int, burnin_days: int, n_streams: int, fresh: bool) -> list[Chunk]:
+    """The chunks of one epoch of stateful training (truncated back-propagation through time).
+
+    The training span starts ``burnin_days`` before the training period where the cube has them
+    (input-only days) and is cut into chunks of ``chunk_days``; the last chunk may reach past the
+    period's end (its targets are cut there, and past the cube its inputs are padding). Stream
+    ``k`` walks the chunks in order starting at chunk ``k n / B`` (plus 2 chunks for odd ``k``, so
+    that one batch holds different seasons) and carries its state from chunk to chunk and from epoch to
+    epoch; it restarts with a zero state at the span's first chunk. ``fresh`` (no state yet:
+    the first epoch, or a resumed run) also zeroes every stream's state before its first chunk.
+    After a zero state the first ``burnin_days`` days are not scored; nor is an issue day
+    before the training period."""
+    s0 = max(0, p.t0 - burnin_days)
+    n = max(1, -(-(p.t1 + 1 - s0) // chunk_days))
+    offsets: list[int] = []
+    for k in range(n_streams):
+        o = (k * n // n_streams + 2 * (k % 2)) % n
+        while o in offsets and len(offsets) < n:
+            o = (o + 1) % n
+        offsets.append(o)
+    out = []
+    for j in range(n):
+        starts, reset, burn = [], [], []
+        for o in offsets:
+            c = (o + j) % n
+            start = s0 + c * chunk_days
+            zero = c == 0 or (fresh and j == 0)
+            starts.append(start)
+            reset.append(zero)
+            burn.append(max(burnin_days if zero else 0, p.t0 - start, 0))
+        out.append(Chunk(tuple(starts), tuple(reset), tuple(burn)))
+    return out
+
+
+def legacy_chunks(seed: int, epoch: int, p: Periods, window_days: int, warmup_days: int, lead_days: int,
+                  n_days: int, batch_size: int) -> list[Chunk]:
+    """Without memory (``memory_days = 0``): the random windows of :func:`window_starts`, each from
+    a zero state with ``warmup_days`` unscored, ``batch_size`` per step."""
+    starts = window_starts(seed, epoch, p, window_days, warmup_days, lead_days, n_days)
+    out = []
+    for i in range(0, len(starts), batch_size):
+        s = starts[i:i + batch_size]
+        out.append(Chunk(tuple(s), (True,) * len(s), tuple(max(warmup_days, p.t0 - x) for x in s)))
+    return out
+
+
+def observation_inputs(q_norm: np.ndarray, start: int, stop: int, last_day: int,
+                       rng: np.random.Generator | None = None, silent_prob: float = 0.3,
+                       drop_prob: float = 0.15) -> np.ndarray:
+    """(T, G) the observed (normalised) discharge of each gauge on issue days start..stop-1, the
+    model's input at issue time: the observation of the issue day itself, NaN where there is
+    none, after ``last_day`` and past the record. With ``rng`` (training) it is held out at
+    random so that the model learns to forecast without it: a gauge is silent for the whole chunk
+    with probability ``silent_prob``, and each remaining day is dropped with ``drop_prob``."""
+    T, G = stop - start, q_norm.shape[1]
+    out = np.full((T, G), np.nan, dtype="float32")
+    b = min(stop, last_day + 1, len(q_norm))
+    if b > start:
+        out[: b - start] = q_norm[start:b]
+    if rng is not None:
+        silent = rng.random(G) < silent_prob
+        drop = rng.random((T, G)) < drop_prob
+        out[drop | silent[None, :]] = np.nan
+    return out

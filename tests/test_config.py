@@ -86,7 +86,7 @@ def test_template_grid(tmp_path, shared_data):
     ("resolution = 0.05", 'resolution = "fine"', "resolution"),
     ('[cube]\npath = "work/cube.nc"', '[cube]\npath = "work/cube.nc"\ncompression = 9', "compression"),
     ('kind = "esacci_sm"', 'kind = "esacci_sm"\nflag_mask = "all"', "flag_mask"),
-    ('kind = "esacci_sm"', 'kind = "esacci_sm"\nvariable = "sm"', "variable"),
+    ('kind = "esacci_sm"', 'kind = "esacci_sm"\nvariable = 3', "variable"),
     ('kind = "imerg"', 'kind = "gpm"', "kind"),
     ('train_period = ["2015-01-01", "2018-12-31"]', 'train_period = ["2018-01-01", "2015-12-31"]', "train_period"),
     ('train_period = ["2015-01-01", "2018-12-31"]', 'train_period = ["2015-13-01", "2018-12-31"]', "train_period"),
@@ -247,7 +247,7 @@ def test_starter_fully_uncommented_loads_and_shows_the_real_defaults(tmp_path):
     path = tmp_path / "hydrocast.toml"
     path.write_text("\n".join(lines))
     cfg = config.load(path)
-    assert [s.kind for s in cfg.sources] == ["imerg", "esacci_sm", "dem", "netcdf", "geotiff"]
+    assert [s.kind for s in cfg.sources] == ["imerg", "esacci_sm", "dem", "netcdf", "geotiff", "nwp_grib", "nwp_netcdf"]
     for s in cfg.sources:
         assert set(s.options) == set(config.SOURCE_KEYS[s.kind])
     commented = {name: {k for k, (c, _) in keys.items() if c}

@@ -45,7 +45,7 @@ def project_config(tmp: Path, cube: Path, model: Path, extra_imerg: Path | None 
     """The sample's hydrocast.toml with absolute data paths, the given cube and a fast [train]."""
     text = (SAMPLE / "hydrocast.toml").read_text()
     head = text.split("[train]")[0]
-    for rel in ("raw/imerg", "raw/esacci", "raw/dem", "basins/", "discharge/"):
+    for rel in ("raw/imerg", "raw/esacci", "raw/dem", "raw/nwp", "basins/", "discharge/"):
         head = head.replace(f'"{rel}', f'"{SAMPLE}/{rel}')
     head = head.replace('path = "../work/sample/cube.nc"', f'path = "{cube}"')
     if extra_imerg is not None:
@@ -315,8 +315,14 @@ def test_evaluate_table_and_hindcast(work, trained, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     table = pd.read_csv(out / "metrics.csv", dtype={"basin": str})
-    assert set(table["model"]) == {"convlstm", "lumped_lstm", "persistence", "climatology"}
-    assert len(table) == 4 * 7 * 3  # models x (6 basins + median) x leads
+    # the sample has observed discharge and a weather forecast: each model also as if every gauge
+    # were silent, and as if no forecast existed
+    variants = {f"{m}{v}" for m in ("convlstm", "lumped_lstm") for v in ("", "_no_obs", "_no_forecast")}
+    assert set(table["model"]) == variants | {"persistence", "climatology"}
+    assert len(table) == 8 * 7 * 3  # models x (6 basins + median) x leads
+    with_obs = table[(table["model"] == "convlstm") & (table["basin"] != "median")]["nse"].to_numpy()
+    silent = table[(table["model"] == "convlstm_no_obs") & (table["basin"] != "median")]["nse"].to_numpy()
+    assert np.abs(with_obs - silent).max() > 1e-3  # the observations reach the forecast
     conv = table[(table["model"] == "convlstm") & (table["lead_days"] == 1)]
     med = conv[conv["basin"] == "median"]["nse"].item()
     assert med == pytest.approx(np.nanmedian(conv[conv["basin"] != "median"]["nse"]), abs=1e-4)

@@ -327,6 +327,12 @@ def test_hydrocast_readers_accept_the_files(sample):
     sm = read(path, {}, None).values[0]
     frozen = (flag != 127) & (flag & 1 > 0)
     assert np.all(np.isnan(sm[frozen])) and frozen.sum() > 0
+    thaw = next((out / "raw/esacci").glob("*-20160413000000-*.nc"))  # partly frozen, with a swath gap
+    with netCDF4.Dataset(thaw) as nc:
+        flag = nc.variables["flag"][0].filled(127).astype(int)
+    signal = read(thaw, {"variable": "frozen"}, None).values[0]  # the flag as a signal: 1 / 0 / NaN (127)
+    assert np.array_equal(signal, np.where(flag == 127, np.nan, flag & 1), equal_nan=True)
+    assert 0 < np.nansum(signal) < np.isfinite(signal).sum() and np.isnan(signal).sum() > 9  # (9: the sea)
     summer = next((out / "raw/esacci").glob("*-20160710000000-*.nc"))
     assert np.isfinite(read(summer, {}, None).values).sum() >= 20
 
@@ -346,4 +352,45 @@ def test_hydrocast_readers_accept_the_files(sample):
 
     cfg = config.load(out / "hydrocast.toml")
     assert [s.name for s in cfg.sources] == ["precipitation", "precipitation_phase", "air_temperature",
-                                             "soil_moisture", "dem"]
+                                             "soil_moisture", "frozen_ground", "dem"]
+    by_name = {s.name: s for s in cfg.sources}
+    assert by_name["frozen_ground"].kind == "esacci_sm" and by_name["frozen_ground"].options == {"variable": "frozen"}
+    assert by_name["frozen_ground"].paths == by_name["soil_moisture"].paths
+
+
+def test_cold_config_ingests_end_to_end(tmp_path):
+    """Six thawing days of the cold sample through ``hydrocast ingest --config``: the cube holds every dynamic
+    source with its quantity's attributes; frozen_ground is each day's 0.25° flag bit on the nested grid."""
+    from typer.testing import CliRunner
+
+    from hydrocast.cli import app
+
+    cold.generate(tmp_path, seed=5, start="2015-04-01", end="2015-04-06", spinup_days=20)
+    res = CliRunner().invoke(app, ["ingest", "--config", str(tmp_path / "hydrocast.toml"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    with netCDF4.Dataset(tmp_path / "work/cube.nc") as ds:
+        days = [dt.date(1970, 1, 1) + dt.timedelta(days=int(d)) for d in ds["time"][:]]
+        units = {n: ds[n].units for n in ("precipitation", "precipitation_phase", "soil_moisture", "frozen_ground")}
+        t2m, fg, sm = (ds[n][:].filled(np.nan) for n in ("air_temperature", "frozen_ground", "soil_moisture"))
+        lon, lat = ds["x"][:], ds["y"][:]
+    assert days == [dt.date(2015, 4, d) for d in range(1, 7)]
+    assert units == {"precipitation": "mm", "precipitation_phase": "percent", "soil_moisture": "m3 m-3",
+                     "frozen_ground": "1"}
+    assert np.isfinite(t2m).all() and 255 < t2m.min() < t2m.max() < 290  # kelvin, as in the files
+    # the 0.05° grid nests in the 0.25° ESA CCI grid: each cell takes its CCI pixel's 1 / 0 / NaN
+    c_lon, c_lat = cold.esacci_axes()  # lat north -> south
+    rows = np.floor((c_lat[0] + 0.125 - lat) / 0.25).astype(int)  # the 0.25° pixel holding each cell centre
+    cols = np.floor((lon - (c_lon[0] - 0.125)) / 0.25).astype(int)
+    seen = set()
+    for i, day in enumerate(days):
+        paths = list((tmp_path / "raw/esacci").glob(f"*-{day:%Y%m%d}000000-*.nc"))
+        if not paths:  # a day without a file
+            assert np.isnan(fg[i]).all()
+            continue
+        with netCDF4.Dataset(paths[0]) as nc:
+            f = nc.variables["flag"][0].filled(127).astype(int)[np.ix_(rows, cols)]
+        expected = np.where(f == 127, np.nan, (f & 1).astype(float))
+        np.testing.assert_array_equal(fg[i], expected, err_msg=str(day))
+        assert np.all(np.isnan(sm[i][expected == 1]))  # sm is masked wherever frozen_ground is 1
+        seen |= set(np.unique(fg[i][np.isfinite(fg[i])]).tolist())
+    assert seen == {0.0, 1.0}

@@ -11,6 +11,7 @@ import netCDF4
 import numpy as np
 import pytest
 
+from hydrocast import config, ingest
 from hydrocast.errors import BadInputError, ConfigError
 from hydrocast.sources import esacci
 
@@ -81,6 +82,7 @@ def test_real_outside_region(shared_data):
 # ------------------------------------------------------------------------------------------------
 
 def write_cci(path: Path, sm, flag, *, units="m3 m-3", day="2021-03-04", valid_range=(0.0, 1.0)):
+    """An ESA CCI L3S day on a 0.25° grid from (50.875 N, 5.125 E); ``flag=None``: no flag variable."""
     ny, nx = sm.shape
     lat = 50.875 - 0.25 * np.arange(ny)  # north to south
     lon = 5.125 + 0.25 * np.arange(nx)
@@ -99,9 +101,10 @@ def write_cci(path: Path, sm, flag, *, units="m3 m-3", day="2021-03-04", valid_r
             v.valid_range = np.array(valid_range, "f4")
         v.set_auto_mask(False)
         v[:] = np.asarray(sm, "f4")[None]
-        f = ds.createVariable("flag", "i1", ("time", "lat", "lon"), fill_value=np.int8(127))
-        f.set_auto_mask(False)
-        f[:] = np.asarray(flag, "i1")[None]
+        if flag is not None:
+            f = ds.createVariable("flag", "i1", ("time", "lat", "lon"), fill_value=np.int8(127))
+            f.set_auto_mask(False)
+            f[:] = np.asarray(flag, "i1")[None]
     return path
 
 
@@ -201,3 +204,89 @@ def test_bad_files(tmp_path, shared_data):
     with pytest.raises(BadInputError, match="truncated or corrupt") as exc:
         esacci.read(trunc, {}, None)
     assert str(exc.value).startswith(str(trunc))
+
+
+# ------------------------------------------------------------------------------------------------
+# variable = "frozen": the frozen/snow flag (bit 1) as a signal
+# ------------------------------------------------------------------------------------------------
+
+def independent_frozen(path: Path) -> np.ndarray:
+    """1 where flag has bit 1, 0 where flag is another observed value, NaN where flag is 127 (raw netCDF4)."""
+    with netCDF4.Dataset(path) as ds:
+        ds.set_auto_mask(False)
+        flag = ds["flag"][0].astype("i2")
+    out = np.where(flag % 2 == 1, 1.0, 0.0)
+    out[flag == 127] = np.nan
+    return out
+
+
+@pytest.mark.parametrize("name, n_frozen, n_observed", [(COMBINED, 7147, 215416), (PASSIVE, 0, 87462)])
+def test_real_frozen_is_the_flag_bit(shared_data, name, n_frozen, n_observed):
+    """Counts from the files' flag histograms: COMBINED (July 2010) has bit 1 in 7147 cells (values 1, 3, 5, 7,
+    17, 19, 21, 23: the austral winter, high mountains); this PASSIVE December file sets it nowhere (its
+    frozen north has no retrieval at all, flag 127)."""
+    path = shared_data / DIR / name
+    da = esacci.read(path, {"variable": "frozen"}, None)
+    assert da.dims == ("time", "y", "x") and da.dtype == np.float32 and da.shape == (1, 720, 1440)
+    np.testing.assert_array_equal(da.values[0], independent_frozen(path).astype("f4"))  # NaN where NaN
+    assert int(np.nansum(da.values)) == n_frozen and int(np.isfinite(da.values).sum()) == n_observed
+    assert da.attrs["units"] == "1" and da.attrs["variable"] == "frozen"
+    # flag_mask does not change the frozen signal; sm masks every frozen cell
+    np.testing.assert_array_equal(esacci.read(path, {"variable": "frozen", "flag_mask": 0}, EUROPE).values,
+                                  esacci.read(path, {"variable": "frozen"}, EUROPE).values)
+    sm = esacci.read(path, {}, None).values
+    assert not np.isfinite(sm[da.values == 1]).any()
+
+
+def test_frozen_values_by_hand(tmp_path):
+    sm, flag = _flag_case()  # flags [[0, 0, 1, 2], [64, 65, 32, 16], [127, 4, 8, 0]]
+    path = write_cci(tmp_path / "ESACCI-SOILMOISTURE-L3S-SSMV-COMBINED-20210304000000-fv08.1.nc", sm, flag)
+    da = esacci.read(path, {"variable": "frozen"}, None)
+    nan = np.nan
+    np.testing.assert_array_equal(da.values[0], [[0, 0, 1, 0], [0, 1, 0, 0], [nan, 0, 0, 0]])
+    assert esacci.read(path, {"variable": "sm"}, None).attrs["units"] == "m3 m-3"
+
+
+def test_frozen_needs_the_flag_not_sm(tmp_path):
+    no_flag = write_cci(tmp_path / "ESACCI-SOILMOISTURE-L3S-SSMV-COMBINED-20210304000000-fv08.1.nc",
+                        np.full((2, 2), 0.2, "f4"), None)
+    with pytest.raises(BadInputError, match="has no variable 'flag'") as exc:
+        esacci.read(no_flag, {"variable": "frozen"}, None)
+    assert str(exc.value).startswith(str(no_flag))
+    with pytest.raises(ConfigError, match="variable must be one of 'sm', 'frozen', got 'snow'"):
+        esacci.scan(no_flag, {"variable": "snow"})
+
+
+FROZEN_TOML = """
+[grid]
+bounds = [5.0, 50.0, 6.0, 51.0]
+resolution = 0.5
+
+[[sources]]
+name = "frozen_ground"
+kind = "esacci_sm"
+variable = "frozen"
+paths = ["*.nc"]
+
+[cube]
+path = "cube.nc"
+margin_cells = 0
+"""
+
+
+def test_frozen_fraction_on_the_cube_by_hand(tmp_path):
+    """4 x 4 pixels of 0.25° averaged onto 2 x 2 cells of 0.5°: each cell's fraction is its flagged pixels
+    over its observed ones (GDAL's average skips NaN), counted here by hand."""
+    f = np.array([[1, 0, 127, 127],  # NW cell: 1 of 4 flagged (1, 0, 2, 0); NE: 1 of its 2 observed (3, 0)
+                  [2, 0, 3, 0],
+                  [127, 127, 1, 5],  # SW: no retrieval at all -> NaN; SE: 4 of 4 (1, 5, 17, 65)
+                  [127, 127, 17, 65]], "i1")
+    name = "ESACCI-SOILMOISTURE-L3S-SSMV-COMBINED-20210304000000-fv08.1.nc"
+    write_cci(tmp_path / name, np.full((4, 4), 0.2, "f4"), f)
+    (tmp_path / "hydrocast.toml").write_text(FROZEN_TOML)
+    ingest.ingest(config.load(tmp_path / "hydrocast.toml"))
+    with netCDF4.Dataset(tmp_path / "cube.nc") as ds:
+        v = ds["frozen_ground"]
+        np.testing.assert_allclose(v[0].filled(np.nan), [[1 / 4, 1 / 2], [np.nan, 1.0]], rtol=1e-6)
+        assert v.units == "1" and v.cell_methods == "time: mean"
+        assert v.long_name == "fraction of the cell flagged frozen or snow-covered by ESA CCI SM"

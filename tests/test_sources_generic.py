@@ -300,3 +300,76 @@ def test_netcdf_truncated(tmp_path):
     with pytest.raises(BadInputError, match="truncated or corrupt") as exc:
         generic.read_netcdf(bad, {"variable": "sm"}, None)
     assert str(exc.value).startswith(str(bad))
+
+
+# ------------------------------------------------------------------------------------------------
+# units: the file's units attribute is kept (ERA5-Land t2m in K), in the reader and in the cube
+# ------------------------------------------------------------------------------------------------
+
+def era5land_t2m(path: Path) -> tuple[Path, np.ndarray]:
+    """ERA5-Land daily-statistics-like t2m (K): 0.1° points 24.05..24.75 E, 60.75..60.05 N (N->S), 3 days."""
+    lon = np.round(24.05 + 0.1 * np.arange(8), 2)
+    lat = np.round(60.75 - 0.1 * np.arange(8), 2)
+    t = pd.date_range("2016-01-30", periods=3, freq="D")
+    k = (263.15 + np.arange(3 * 8 * 8).reshape(3, 8, 8) * 0.01).astype("f4")
+    ds = xr.Dataset({"t2m": (("valid_time", "latitude", "longitude"), k,
+                             {"units": "K", "standard_name": "air_temperature"})},
+                    coords={"valid_time": t, "latitude": ("latitude", lat, {"units": "degrees_north"}),
+                            "longitude": ("longitude", lon, {"units": "degrees_east"})})
+    ds.to_netcdf(path)
+    return path, k
+
+
+def test_netcdf_scan_reports_the_units_read_gives(tmp_path):
+    path, _ = era5land_t2m(tmp_path / "t2m.nc")
+    for options, units in [({}, "K"), ({"units": "degC"}, "degC")]:
+        opts = {"variable": "t2m", **options}
+        assert generic.scan_netcdf(path, opts).extra["units"] == units
+        assert generic.read_netcdf(path, opts, None).attrs["units"] == units
+    tp, _ = era5_tp(tmp_path / "era5.nc")  # precipitation: converted, so the scan says mm/day as read does
+    assert generic.scan_netcdf(tp, {"variable": "tp"}).extra["units"] == "mm/day"
+    assert generic.scan_netcdf(tp, {"variable": "tp", "quantity": "snow_depth"}).extra["units"] == "m"
+
+
+T2M_TOML = """
+[grid]
+bounds = [24.0, 60.0, 24.8, 60.8]
+resolution = 0.2
+
+[[sources]]
+name = "air_temperature"
+kind = "netcdf"
+variable = "t2m"
+paths = ["t2m.nc"]
+
+[cube]
+path = "cube.nc"
+margin_cells = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def t2m_cube(tmp_path_factory):
+    import netCDF4
+
+    from hydrocast import config, ingest
+
+    root = tmp_path_factory.mktemp("t2m")
+    _, k = era5land_t2m(root / "t2m.nc")
+    (root / "hydrocast.toml").write_text(T2M_TOML)
+    ingest.ingest(config.load(root / "hydrocast.toml"))
+    with netCDF4.Dataset(root / "cube.nc") as ds:
+        v = ds["air_temperature"]
+        return v[:].filled(np.nan), {a: v.getncattr(a) for a in v.ncattrs()}, k
+
+
+def test_cube_of_era5land_t2m_holds_kelvin_values(t2m_cube):
+    """0.2° cells = the mean of their 2 x 2 ERA5-Land points (both axes N->S, W->E here): no conversion."""
+    values, _, k = t2m_cube
+    expected = k.reshape(3, 4, 2, 4, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
+
+
+def test_cube_of_era5land_t2m_has_units_k(t2m_cube):
+    _, attrs, _ = t2m_cube
+    assert attrs["units"] == "K"

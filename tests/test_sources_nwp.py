@@ -461,3 +461,102 @@ def test_commands_exit_with_their_own_code_not_an_abort(multistep, tmp_path):
     res = _run(["-c", code], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["3", "3035"]
+
+
+# -- CF NetCDF forecasts (written here with netCDF4) --------------------------------------------
+
+NC_LAT = np.array([40.0, 40.5, 41.0])  # south -> north: the reader returns north -> south
+NC_LON = np.array([-9.0, -8.5, -8.0, -7.5])
+
+
+def write_nc(path: Path, values: np.ndarray, steps_h, *, refs=("2020-03-02T00:00",), ref_dim="forecast_reference_time",
+             step_dim="step", members: int | None = None, units="m", bounds=None, cell_methods=None) -> Path:
+    """values: (ref, [member,] step, lat, lon)."""
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension(ref_dim, len(refs))
+        ds.createDimension(step_dim, len(steps_h))
+        ds.createDimension("latitude", NC_LAT.size)
+        ds.createDimension("longitude", NC_LON.size)
+        dims = (ref_dim,) + (("number",) if members else ()) + (step_dim, "latitude", "longitude")
+        if members:
+            ds.createDimension("number", members)
+            ds.createVariable("number", "i4", ("number",))[:] = np.arange(members)
+        v = ds.createVariable(ref_dim, "f8", (ref_dim,))
+        v.units, v.standard_name = "hours since 2020-01-01 00:00:00", "forecast_reference_time"
+        v[:] = [(np.datetime64(r) - np.datetime64("2020-01-01T00:00")).astype("timedelta64[h]").astype(float)
+                for r in refs]
+        v = ds.createVariable(step_dim, "f8", (step_dim,))
+        v.units, v.standard_name = "hours", "forecast_period"
+        v[:] = steps_h
+        if bounds is not None:
+            v.bounds = f"{step_dim}_bnds"
+            ds.createDimension("nv", 2)
+            ds.createVariable(f"{step_dim}_bnds", "f8", (step_dim, "nv"))[:] = bounds
+        ds.createVariable("latitude", "f8", ("latitude",))[:] = NC_LAT
+        ds.createVariable("longitude", "f8", ("longitude",))[:] = NC_LON
+        v = ds.createVariable("tp", "f4", dims, fill_value=np.float32(np.nan))
+        v.units = units
+        if cell_methods:
+            v.cell_methods = cell_methods
+        v[:] = values
+    return path
+
+
+def nc_daily(seed: int, n_days: int, shape=(NC_LAT.size, NC_LON.size)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.gamma(0.8, 5.0, size=(n_days,) + shape)
+
+
+def test_netcdf_accumulated_runs(tmp_path):
+    d0, d1 = nc_daily(0, 3), nc_daily(1, 3)
+    acc = np.stack([np.concatenate([np.zeros((1,) + d.shape[1:]), np.cumsum(d, axis=0)]) for d in (d0, d1)]) / 1000
+    path = write_nc(tmp_path / "fc.nc", acc, [0, 24, 48, 72], refs=("2020-03-02T00:00", "2020-03-03T00:00"))
+    runs = nwp.scan_netcdf_runs([path], {"variable": "tp"})
+    assert [str(r.reference_time) for r in runs] == ["2020-03-02T00:00", "2020-03-03T00:00"]
+    assert runs[0].lead_days == 3 and not runs[0].ensemble and not runs[0].per_step
+    da = nwp.read_netcdf_run(runs[1], (-8.6, 39.9, -7.4, 41.1))
+    assert da.dims == ("member", "lead_day", "y", "x") and da.dtype == np.float32 and da.attrs["units"] == "mm"
+    assert list(da["y"].values) == [41.0, 40.5, 40.0] and list(da["x"].values) == [-8.5, -8.0, -7.5]
+    np.testing.assert_allclose(da.values[0], d1[:, ::-1, 1:], rtol=1e-4, atol=1e-3)  # by hand: flipped, clipped
+    assert [str(t)[:13] for t in da["valid_start"].values] == ["2020-03-03T00", "2020-03-04T00", "2020-03-05T00"]
+    assert nwp.lead_days_for_issue(runs[1].reference_time, "2020-03-02", 3) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("how", ["bounds", "cell_methods"])
+def test_netcdf_per_step_totals_ensemble_time_and_lead_dims(tmp_path, how):
+    """6-hourly per-step totals (bounds consecutive, or cell_methods "lead: sum"), 2 members, dims time x lead."""
+    rng = np.random.default_rng(5)
+    steps = np.arange(6, 49, 6)
+    per = rng.gamma(0.5, 1.0, size=(1, 2, steps.size, NC_LAT.size, NC_LON.size))  # mm
+    kw = ({"bounds": np.stack([steps - 6, steps], axis=1)} if how == "bounds" else {"cell_methods": "lead: sum"})
+    path = write_nc(tmp_path / "ens.nc", per, steps, ref_dim="time", step_dim="lead", members=2, units="mm", **kw)
+    (run,) = nwp.scan_netcdf_runs([path], {})
+    assert run.per_step and run.ensemble and run.members == (0, 1) and run.lead_days == 2
+    da = nwp.read_netcdf_run(run)
+    want = per[0].reshape(2, 2, 4, NC_LAT.size, NC_LON.size).sum(axis=2)[:, :, ::-1]  # 4 steps a day, by hand
+    np.testing.assert_allclose(da.values, want, rtol=1e-5)
+    assert "ensemble" in run.label
+
+
+def test_netcdf_bad_files_refused(tmp_path):
+    d = np.cumsum(nc_daily(2, 2), axis=0)[None]
+    cases = {
+        write_nc(tmp_path / "kelvin.nc", d, [24, 48], units="K"): "units 'K'",
+        write_nc(tmp_path / "bnds.nc", d, [24, 48], bounds=[[12, 24], [30, 48]]): "neither accumulations",
+        write_nc(tmp_path / "gap.nc", np.cumsum(nc_daily(3, 2), axis=0)[None], [24, 72]): "lacks step(s) 48 h",
+    }
+    html = tmp_path / "page.nc"
+    html.write_bytes(b"<html>404</html>")
+    cases[html] = "HTML"
+    for path, what in cases.items():
+        rejected: list = []
+        runs = nwp.scan_netcdf_runs([path], {}, rejected=rejected)
+        if runs:
+            with pytest.raises(BadInputError) as e:
+                nwp.read_netcdf_run(runs[0])
+            msg = str(e.value)
+        else:
+            (_, msg), = rejected
+        assert msg.startswith(str(path)) and what in msg and "\n" not in msg, msg

@@ -1274,6 +1274,7 @@ def _cci_static_flags(terrain: Terrain, cci_sm0: np.ndarray) -> dict:
 # ---------------------------------------------------------------------------------------------
 _OUTPUT_PATTERNS = ("raw/imerg/3B-*.HDF5", "raw/imerg/3B-*.nc4", "raw/esacci/ESACCI-SOILMOISTURE-*.nc",
                     "raw/era5land/era5-land-daily-t2m-*.nc",  # written by the cold variant only
+                    "raw/nwp/*.grib2",  # tools/sampledata_nwp.py, the default sample only
                     "raw/dem/dem.tif", "basins/*.geojson", "basins/outlets.csv", "discharge/discharge.csv",
                     "README.md")
 
@@ -1377,6 +1378,9 @@ def generate(outdir, seed: int = DEFAULT_SEED, start=DEFAULT_START, end=DEFAULT_
         "mean_annual_precip_mm": round(float(sim.basin_mean_p.mean()) * 365.25, 0),
         "mean_discharge_m3s": {bid: round(float(np.nanmean(sim.q[i])), 2) for i, bid in enumerate(sim.basin_ids)},
     }
+    from . import sampledata_nwp
+
+    summary["nwp"] = sampledata_nwp.after_generate(outdir, seed=seed, log=log)
     write_readme(outdir, summary)
     summary["seconds"] = round(time.perf_counter() - t_start, 1)
     log(f"done in {summary['seconds']} s")
@@ -1398,6 +1402,12 @@ def _tree_sizes(outdir: Path) -> tuple[int, int, int]:
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.addfile(info, io.BytesIO(data))
     return len(files), total, len(buf.getvalue())
+
+
+def _nwp_row() -> str:
+    from . import sampledata_nwp
+
+    return sampledata_nwp.README_ROW
 
 
 def write_readme(outdir, summary: dict) -> Path:
@@ -1431,6 +1441,7 @@ about {summary['mean_annual_precip_mm']:.0f} mm/year.
 |---|---|
 | `raw/dem/dem.tif` | DEM, int16 GeoTIFF, EPSG:4326, 30" (1/120°) cells, region + 0.1° margin (216 x 216), \
 nodata -32768: a sea patch in the north-west corner and a few SRTM-like voids; tiled 128 x 128, deflate |
+{_nwp_row()}
 | `raw/imerg/3B-HHR.MS.MRG.3IMERG.*.V07B.HDF5` | IMERG V07 half-hourly Final granules \
 (HDF5, `/Grid`, (time, lon, lat), mm/hr, `probabilityLiquidPrecipitation` in percent) \
 for {', '.join(summary['hhr_days'])} (48 per day) |

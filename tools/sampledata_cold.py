@@ -76,6 +76,8 @@ file, with the phase of each half-hour's temperature. ESA CCI sm = bucket moistu
 value kept) and missing days as in the default sample. Air temperature as ERA5-Land daily means
 (``t2m``, K) on the ERA5-Land 0.1° points, one CF NetCDF file per calendar year (what hydrocast's
 generic ``netcdf`` reader reads; ``T`` averaged over the 0.1° box around each point).
+The config (``hydrocast.toml``) ingests the flag as a signal too: source ``frozen_ground`` (kind
+``esacci_sm``, ``variable = "frozen"``), the fraction of each cell ESA CCI flags frozen or snow-covered.
 
 Layout of OUTDIR
 ----------------
@@ -875,7 +877,10 @@ def cci_day_product(seed: int, day: dt.date, sm: np.ndarray, cold: np.ndarray, d
 
 
 def write_config(path: Path, start: dt.date, end: dt.date) -> Path:
-    """A hydrocast.toml for the cold sample (relative paths; the cube and model go to ``work/``).
+    """A hydrocast.toml for the cold sample (relative paths; the cube and model go to ``work/``): the
+    sources precipitation, precipitation_phase (IMERG), air_temperature (ERA5-Land t2m, K),
+    soil_moisture and frozen_ground (ESA CCI ``sm`` and its frozen/snow flag, ``variable = "frozen"``)
+    and the DEM.
 
     Train on all but the last two years, validate and test on one year each (for periods of at least
     three calendar years; otherwise the periods are left for the user to set)."""
@@ -914,6 +919,12 @@ paths = ["raw/era5land/*.nc"]
 [[sources]]
 name = "soil_moisture"
 kind = "esacci_sm"
+paths = ["raw/esacci/*.nc"]
+
+[[sources]]
+name = "frozen_ground"                # fraction of the cell ESA CCI flags frozen or snow-covered
+kind = "esacci_sm"
+variable = "frozen"
 paths = ["raw/esacci/*.nc"]
 
 [[sources]]

@@ -14,6 +14,7 @@ Public API::
 from .convlstm import ConvLSTM, ConvLSTMCell, lstm_gates
 from .network import (
                       HPARAM_DEFAULTS,
+                      N_OBS_FEATURES,
                       STREAMS,
                       BasinHead,
                       HydroConvLSTM,
@@ -22,7 +23,10 @@ from .network import (
                       discharge_from_normalised,
                       lumped_inputs,
                       nse_star_loss,
+                      observation_features,
+                      observation_maps,
 )
 
 __all__ = ["ConvLSTM", "ConvLSTMCell", "lstm_gates", "HPARAM_DEFAULTS", "BasinHead", "HydroConvLSTM",
-           "LumpedLSTM", "STREAMS", "basin_average", "lumped_inputs", "discharge_from_normalised", "nse_star_loss"]
+           "LumpedLSTM", "STREAMS", "N_OBS_FEATURES", "observation_maps", "observation_features",
+           "basin_average", "lumped_inputs", "discharge_from_normalised", "nse_star_loss"]

@@ -138,8 +138,11 @@ class ConvLSTM(nn.Module):
             ConvLSTMCell(in_ch if layer == 0 else hidden, hidden, kernel) for layer in range(depth))
         self.channels_last = False
 
-    def forward(self, x: torch.Tensor, state: list[State | None] | None = None
-                ) -> tuple[torch.Tensor, list[State]]:
+    def forward(self, x: torch.Tensor, state: list[State | None] | None = None, keep_states: bool = False
+                ) -> tuple[torch.Tensor, list]:
+        """``keep_states=True``: ``final_state`` is instead, per layer, the pair ``(h_seq, c_seq)`` of
+        the states after EVERY step, each (B, T, hidden, H, W): what a forecast rollout from each
+        day starts from (see :class:`hydrocast.model.HydroConvLSTM`)."""
         if x.ndim != 5 or x.shape[2] != self.in_ch:
             raise ValueError(f"expected x of shape (B, T, {self.in_ch}, H, W), got {tuple(x.shape)}")
         if state is not None and len(state) != self.depth:
@@ -147,11 +150,14 @@ class ConvLSTM(nn.Module):
         steps = list(x.unbind(dim=1))
         if self.channels_last:
             steps = [s.contiguous(memory_format=torch.channels_last) for s in steps]
-        final: list[State] = []
+        final: list = []
         for layer, cell in enumerate(self.cells):
             layer_state = None if state is None else state[layer]
+            cells = []
             for t, x_t in enumerate(steps):
                 layer_state = cell(x_t, layer_state)
                 steps[t] = layer_state[0]
-            final.append(layer_state)
+                if keep_states:
+                    cells.append(layer_state[1])
+            final.append((torch.stack(steps, dim=1), torch.stack(cells, dim=1)) if keep_states else layer_state)
         return torch.stack(steps, dim=1), final

@@ -62,7 +62,11 @@ from torch import nn
 from .convlstm import ConvLSTM, State
 
 #: the named input streams every model reads (see the module docstring)
-STREAMS = ("dynamic", "static", "basins", "basin_area_km2")
+STREAMS = ("dynamic", "static", "basins", "basin_area_km2", "obs", "obs_basins", "obs_index", "forecast",
+           "rollout_days")
+#: per-basin observation features the heads read (own value, own validity, value and validity of the
+#: observation maps averaged over the basin)
+N_OBS_FEATURES = 4
 
 #: Hyperparameters of :class:`HydroConvLSTM`; ``None`` means required.
 HPARAM_DEFAULTS: dict[str, Any] = {
@@ -76,6 +80,8 @@ HPARAM_DEFAULTS: dict[str, Any] = {
     "runoff_features": 4,    # J: runoff-generation channels per lead in the basin head
     "n_rbf": 6,              # radial basis functions of the flow distance (travel time)
     "head_hidden": 16,       # hidden units of the per-lead MLP of the basin head
+    "observed": 0,           # 1: observed discharge up to the issue day enters (maps into the core + head)
+    "rollout": 0,            # 1: leads come from rolling the core over the lead days (forecast inputs)
 }
 
 
@@ -99,19 +105,25 @@ class BasinHead(nn.Module):
     """
 
     def __init__(self, hidden: int, lead_days: int, runoff_features: int = 4, n_rbf: int = 6,
-                 head_hidden: int = 16):
+                 head_hidden: int = 16, n_extra: int = 0):
         super().__init__()
-        self.lead_days, self.runoff_features, self.n_rbf = lead_days, runoff_features, n_rbf
+        self.lead_days, self.runoff_features, self.n_rbf, self.n_extra = lead_days, runoff_features, n_rbf, n_extra
         lj = lead_days * runoff_features
         self.generation = nn.Conv2d(hidden, lj, 1)
         self.register_buffer("rbf_centres", torch.linspace(0.0, 1.0, n_rbf), persistent=False)
         self.rbf_width = 1.0 / max(n_rbf - 1, 1)
         # Travel-time weights start flat (softplus(0.55) ~ 1): every distance counts equally.
         self.travel = nn.Parameter(torch.full((lead_days, runoff_features, n_rbf), 0.55))
-        self.w1 = nn.Parameter(torch.randn(lead_days, runoff_features, head_hidden) / math.sqrt(runoff_features))
+        n_in = runoff_features + n_extra
+        self.w1 = nn.Parameter(torch.randn(lead_days, n_in, head_hidden) / math.sqrt(n_in))
         self.b1 = nn.Parameter(torch.zeros(lead_days, head_hidden))
         self.w2 = nn.Parameter(torch.randn(lead_days, head_hidden) / math.sqrt(head_hidden))
         self.b2 = nn.Parameter(torch.zeros(lead_days))
+        if n_extra:
+            # with observations, each lead starts from the issue day's observation (persistence)
+            # and the MLP learns the change; without one (a silent gauge, an ungauged basin) the
+            # MLP gives the whole value
+            self.obs_skip = nn.Parameter(torch.ones(lead_days))
 
     def travel_kernels(self, basin_ch: torch.Tensor) -> torch.Tensor:
         """(N, L*J, H, W) routing weights of each basin; each sums to the basin mean of the
@@ -130,16 +142,23 @@ class BasinHead(nn.Module):
         b, t = hidden_maps.shape[:2]
         return F.softplus(self.generation(hidden_maps.flatten(0, 1))).unflatten(0, (b, t))
 
-    def forward(self, hidden_maps: torch.Tensor, basin_ch: torch.Tensor,
-                generation: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, hidden_maps: torch.Tensor | None, basin_ch: torch.Tensor,
+                generation: torch.Tensor | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised discharge (B, T, N, L). ``generation`` may pass precomputed
-        :meth:`runoff_maps` to avoid computing them twice."""
+        :meth:`runoff_maps` (B, T, L*J, H, W) to avoid computing them twice; ``extra`` (B, T, N,
+        n_extra) are per-basin features of the issue day (the observation features) that every
+        lead's MLP reads beside the routed runoff."""
         g = self.runoff_maps(hidden_maps) if generation is None else generation
         kern = self.travel_kernels(basin_ch).to(g.dtype)
         routed = torch.einsum("btqhw,nqhw->btnq", g, kern)
         routed = routed.unflatten(-1, (self.lead_days, self.runoff_features))  # (B, T, N, L, J)
+        skip = 0.0
+        if self.n_extra:
+            e = extra.to(routed.dtype)
+            skip = (e[..., 0] * e[..., 1]).unsqueeze(-1) * self.obs_skip  # own observation where there is one
+            routed = torch.cat([routed, e.unsqueeze(3).expand(-1, -1, -1, self.lead_days, -1)], dim=-1)
         z = F.silu(torch.einsum("btnlj,ljk->btnlk", routed, self.w1) + self.b1)
-        return torch.einsum("btnlk,lk->btnl", z, self.w2) + self.b2
+        return torch.einsum("btnlk,lk->btnl", z, self.w2) + self.b2 + skip
 
 
 class HydroConvLSTM(nn.Module):
@@ -151,6 +170,19 @@ class HydroConvLSTM(nn.Module):
       channels upstream);
     * ``"static"`` (B, n_static, H, W) or (n_static, H, W), repeated over the days;
     * ``"basins"`` (N, 2, H, W) for the basins to read out (absent: ``q`` has N = 0);
+    * with ``observed=1``: ``"obs"`` (B, T, G) normalised specific discharge observed at each
+      issue day at G gauges (NaN = none; all NaN = no observation), ``"obs_basins"`` (G, H, W)
+      their basin masks, ``"obs_index"`` (N,) which gauge each read-out basin is (-1: none). The
+      observations are painted into maps (:func:`observation_maps`) that enter the core as two
+      channels, and every read-out basin gets :func:`observation_features` in its head;
+    * with ``rollout=1``: ``"forecast"`` (B, T, L, n_dynamic, H, W), for each issue day the
+      dynamic channels of the lead days t+1..t+L as far as a weather forecast knows them
+      (forecast precipitation and its validity in the precipitation slots, zeros elsewhere, the
+      lead day's season), and optionally ``"rollout_days"`` (T',) the issue days to forecast
+      from (default: all). The core runs over the observed days, then, from its state after each
+      issue day, rolls on over the L lead days fed the forecast channels (a flag channel tells it
+      a step is a forecast step; the handoff forecast of NeuralHydrology, on maps, with shared
+      weights): lead l is read from the state after lead day l. Outputs then have T' issue days;
     * ``state`` initial core state (see :class:`ConvLSTM`), for stateful chunked runs.
 
     Returns the dict described in the module docstring. Unknown hyperparameters are errors;
@@ -173,65 +205,165 @@ class HydroConvLSTM(nn.Module):
         for k in ("n_dynamic", "hidden", "depth", "kernel", "lead_days", "runoff_features", "n_rbf", "head_hidden"):
             if hp[k] < 1:
                 raise ValueError(f"hyperparameter {k} must be >= 1, got {hp[k]}")
+        for k in ("observed", "rollout"):
+            if hp[k] not in (0, 1):
+                raise ValueError(f"hyperparameter {k} must be 0 or 1, got {hp[k]}")
         self._hparams = hp
-        self.core = ConvLSTM(hp["n_dynamic"] + hp["n_static"], hp["hidden"], hp["kernel"], hp["depth"])
+        n_in = hp["n_dynamic"] + hp["n_static"] + 2 * hp["observed"] + hp["rollout"]
+        self.core = ConvLSTM(n_in, hp["hidden"], hp["kernel"], hp["depth"])
         self.basin_head = BasinHead(hp["hidden"], hp["lead_days"], hp["runoff_features"], hp["n_rbf"],
-                                    hp["head_hidden"])
+                                    hp["head_hidden"], n_extra=N_OBS_FEATURES * hp["observed"])
         self.map_head = nn.Conv2d(hp["hidden"], hp["lead_days"] * hp["n_map_outputs"], 1)
 
     @property
     def hparams(self) -> dict[str, Any]:
         return dict(self._hparams)
 
+    def _static(self, x_static, b: int, height: int, width: int):
+        hp = self._hparams
+        if not hp["n_static"]:
+            return None
+        if x_static is None:
+            raise ValueError(f"the model needs x_static with {hp['n_static']} channels")
+        if x_static.ndim == 3:
+            x_static = x_static.unsqueeze(0)
+        if x_static.shape[-3:] != (hp["n_static"], height, width) or x_static.shape[0] not in (1, b):
+            raise ValueError(f"expected x_static of shape (B, {hp['n_static']}, {height}, {width}), "
+                             f"got {tuple(x_static.shape)}")
+        return x_static
+
+    def _inputs(self, x_dyn, x_static, extra_maps: list, flag: float):
+        """The core's input: dynamic channels, static layers, observation maps, forecast flag."""
+        b, t, _, height, width = x_dyn.shape
+        parts = [x_dyn]
+        if x_static is not None:
+            parts.append(x_static.to(x_dyn.dtype).unsqueeze(1).expand(b, t, -1, -1, -1))
+        parts += [m.to(x_dyn.dtype).unsqueeze(2) for m in extra_maps]
+        if self._hparams["rollout"]:
+            parts.append(x_dyn.new_full((b, t, 1, height, width), flag))
+        return torch.cat(parts, dim=2) if len(parts) > 1 else x_dyn
+
     def forward(self, streams: Mapping[str, torch.Tensor], state: list[State | None] | None = None
                 ) -> dict[str, Any]:
         _check_streams(streams)
-        x_dyn, x_static, basin_ch = streams["dynamic"], streams.get("static"), streams.get("basins")
+        x_dyn, basin_ch = streams["dynamic"], streams.get("basins")
         hp = self._hparams
         if x_dyn.ndim != 5 or x_dyn.shape[2] != hp["n_dynamic"]:
             raise ValueError(f"expected x_dyn of shape (B, T, {hp['n_dynamic']}, H, W), got {tuple(x_dyn.shape)}")
         b, t, _, height, width = x_dyn.shape
-        if hp["n_static"]:
-            if x_static is None:
-                raise ValueError(f"the model needs x_static with {hp['n_static']} channels")
-            if x_static.ndim == 3:
-                x_static = x_static.unsqueeze(0)
-            if x_static.shape[-3:] != (hp["n_static"], height, width) or x_static.shape[0] not in (1, b):
-                raise ValueError(f"expected x_static of shape (B, {hp['n_static']}, {height}, {width}), "
-                                 f"got {tuple(x_static.shape)}")
-            x = torch.cat([x_dyn, x_static.to(x_dyn.dtype).unsqueeze(1).expand(b, t, -1, -1, -1)], dim=2)
-        else:
-            x = x_dyn
-        h, final = self.core(x, state)
+        x_static = self._static(streams.get("static"), b, height, width)
+        obs_maps, extra = [], None
+        if hp["observed"]:
+            obs = streams.get("obs")
+            masks = streams["obs_basins"].to(x_dyn.device, x_dyn.dtype)
+            if obs is None:
+                obs = x_dyn.new_full((b, t, masks.shape[0]), float("nan"))
+            om, ov = observation_maps(obs.to(x_dyn.dtype), masks)
+            obs_maps = [om, ov]
+            if basin_ch is not None:
+                index = streams.get("obs_index")
+                if index is None:
+                    index = torch.full((basin_ch.shape[0],), -1, dtype=torch.long)
+                extra = observation_features(obs.to(x_dyn.dtype), index.to(x_dyn.device), basin_ch.to(x_dyn.device),
+                                             om, ov)
+        x = self._inputs(x_dyn, x_static, obs_maps, 0.0)
+        h, states = self.core(x, state, keep_states=bool(hp["rollout"]))
+        lead, m, j = hp["lead_days"], hp["n_map_outputs"], hp["runoff_features"]
+        if not hp["rollout"]:
+            flat = h.flatten(0, 1)
+            maps = self.map_head(flat).view(b, t, lead, m, height, width)
+            generation = self.basin_head.runoff_maps(h)
+            runoff = generation.view(b, t, lead, j, height, width).mean(dim=3)
+            if basin_ch is None:
+                q = h.new_zeros(b, t, 0, lead)
+            else:
+                q = self.basin_head(h, basin_ch.to(h.device), generation=generation, extra=extra)
+            return {"q": q, "maps": maps, "runoff": runoff, "state": states}
 
-        lead, m = hp["lead_days"], hp["n_map_outputs"]
-        flat = h.flatten(0, 1)
-        maps = self.map_head(flat).view(b, t, lead, m, height, width)
-        generation = self.basin_head.runoff_maps(h)
-        runoff = generation.view(b, t, lead, hp["runoff_features"], height, width).mean(dim=3)
+        final = [(hs[:, -1], cs[:, -1]) for hs, cs in states]
+        days = streams.get("rollout_days")
+        days = torch.arange(t, device=x_dyn.device) if days is None else days.to(x_dyn.device)
+        tt = int(days.numel())
+        fc = streams["forecast"]
+        if fc.shape[:3] != (b, t, lead) or fc.shape[3] != hp["n_dynamic"]:
+            raise ValueError(f"expected forecast of shape (B, T, {lead}, {hp['n_dynamic']}, H, W), "
+                             f"got {tuple(fc.shape)}")
+        fc = fc[:, days].to(x_dyn.dtype).flatten(0, 1)  # (B*T', L, C, H, W)
+        init = [(hs[:, days].flatten(0, 1), cs[:, days].flatten(0, 1)) for hs, cs in states]
+        st = None if x_static is None else (x_static if x_static.shape[0] == 1 else
+                                            x_static.repeat_interleave(tt, dim=0))
+        zeros = [fc.new_zeros(fc.shape[0], lead, height, width)] * len(obs_maps)
+        hf, _ = self.core(self._inputs(fc, st, zeros, 1.0), init)  # (B*T', L, hidden, H, W)
+        gen_all = self.basin_head.runoff_maps(hf)  # (B*T', L, L*J, H, W)
+        gen = torch.stack([gen_all[:, l, l * j:(l + 1) * j] for l in range(lead)], dim=1)  # (B*T', L, J, H, W)
+        maps_all = self.map_head(hf.flatten(0, 1)).view(b * tt, lead, lead, m, height, width)
+        maps = torch.stack([maps_all[:, l, l] for l in range(lead)], dim=1).unflatten(0, (b, tt))
+        runoff = gen.mean(dim=2).unflatten(0, (b, tt))
+        generation = gen.flatten(1, 2).unflatten(0, (b, tt))  # (B, T', L*J, H, W)
         if basin_ch is None:
-            q = h.new_zeros(b, t, 0, lead)
+            q = hf.new_zeros(b, tt, 0, lead)
         else:
-            q = self.basin_head(h, basin_ch.to(h.device), generation=generation)
+            q = self.basin_head(None, basin_ch.to(hf.device), generation=generation,
+                                extra=None if extra is None else extra[:, days])
         return {"q": q, "maps": maps, "runoff": runoff, "state": final}
+
+
+def observation_maps(obs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Observed discharge painted as maps: ``obs`` (B, T, G) normalised specific discharge of G
+    gauges (NaN = not observed), ``masks`` (G, H, W) their basin fractions. Returns ``(value,
+    validity)`` each (B, T, H, W): in a cell, the mean of the valid gauges whose basin covers it
+    weighted by 1/area² (so a nested small basin speaks for its own cells, the big basin around it
+    for the rest); 0 where none; validity = the covered fraction of the cell (0..1)."""
+    valid = torch.isfinite(obs).to(masks.dtype)
+    v = torch.nan_to_num(obs, nan=0.0).to(masks.dtype)
+    area = masks.sum(dim=(-2, -1)).clamp_min(1e-6)
+    w = (area.min() / area) ** 2  # (G,), largest weight 1
+    num = torch.einsum("btg,ghw->bthw", v * valid * w, masks)
+    den = torch.einsum("btg,ghw->bthw", valid * w, masks)
+    cover = torch.einsum("btg,ghw->bthw", valid, masks).clamp(max=1.0)
+    value = torch.where(den > 1e-12, num / den.clamp_min(1e-12), torch.zeros_like(num))
+    return value, cover
+
+
+def observation_features(obs: torch.Tensor, obs_index: torch.Tensor, basin_ch: torch.Tensor,
+                         obs_value: torch.Tensor, obs_valid: torch.Tensor) -> torch.Tensor:
+    """(B, T, N, 4) per read-out basin: its own observation (0 where none), whether it has one, and
+    the basin means of the observation maps' value and validity (what its gauged neighbours and
+    nested gauges say; all an ungauged basin gets)."""
+    idx = obs_index.long()
+    if obs.shape[-1]:
+        own = obs[..., idx.clamp_min(0)]
+        has = torch.isfinite(own) & (idx >= 0)
+    else:
+        own = obs.new_zeros(*obs.shape[:2], idx.numel())
+        has = torch.zeros_like(own, dtype=torch.bool)
+    own = torch.where(has, torch.nan_to_num(own, nan=0.0), torch.zeros_like(own))
+    avg = basin_average(obs_value.unsqueeze(2), basin_ch)[..., 0]
+    avg_valid = basin_average(obs_valid.unsqueeze(2), basin_ch)[..., 0]
+    return torch.stack([own, has.to(own.dtype), avg, avg_valid], dim=-1)
 
 
 class LumpedLSTM(nn.Module):
     """The lumped baseline: an LSTM over basin-averaged inputs (+ static basin attributes).
 
-    ``forward(streams)``: the same named streams as :class:`HydroConvLSTM` (``"dynamic"``,
-    ``"static"``, ``"basins"``, ``"basin_area_km2"``) → ``{"q": (B, T, N, L)}`` normalised
-    discharge, same time convention. The maps are averaged over each basin (:func:`lumped_inputs`).
+    ``forward(streams, state=None)``: the same named streams as :class:`HydroConvLSTM` →
+    ``{"q": (B, T, N, L), "state": (h, c)}`` normalised discharge, same time convention. The maps
+    are averaged over each basin (:func:`lumped_inputs`); with ``observed=1`` it gets the same
+    per-basin observation features as the ConvLSTM's head, with ``forecast=1`` the basin means of
+    the forecast channels of the lead days (the same information as the ConvLSTM's rollout).
 
     ``forward(x)`` with a tensor ``x`` (B, T, n_inputs) or (B, T, N, n_inputs) (N basins, each its
     own sequence) runs the LSTM on ready-made lumped inputs → (B, T, L) or (B, T, N, L).
     """
 
-    def __init__(self, n_inputs: int, hidden: int, lead_days: int):
+    def __init__(self, n_inputs: int, hidden: int, lead_days: int, observed: int = 0, forecast: int = 0):
         super().__init__()
-        self._hparams = {"n_inputs": int(n_inputs), "hidden": int(hidden), "lead_days": int(lead_days)}
+        self._hparams = {"n_inputs": int(n_inputs), "hidden": int(hidden), "lead_days": int(lead_days),
+                         "observed": int(observed), "forecast": int(forecast)}
         self.lstm = nn.LSTM(n_inputs, hidden, batch_first=True)
         self.out = nn.Linear(hidden, lead_days)
+        if observed:  # the same start from persistence as the ConvLSTM's head (BasinHead.obs_skip)
+            self.obs_skip = nn.Parameter(torch.ones(lead_days))
         with torch.no_grad():  # PyTorch gate order i, f, g, o
             self.lstm.bias_hh_l0[hidden:2 * hidden].fill_(1.0)
             self.lstm.bias_ih_l0[hidden:2 * hidden].zero_()
@@ -240,16 +372,29 @@ class LumpedLSTM(nn.Module):
     def hparams(self) -> dict[str, Any]:
         return dict(self._hparams)
 
-    def forward(self, x):
+    def forward(self, x, state=None):
         if isinstance(x, Mapping):
             _check_streams(x)
-            return {"q": self.forward(lumped_inputs(x))}
+            hp = self._hparams
+            inputs = lumped_inputs(x, observed=hp["observed"], forecast=hp["forecast"])
+            q, final = self._run(inputs, state)
+            if hp["observed"]:
+                n_dyn = x["dynamic"].shape[2]
+                k = inputs.shape[-1] - hp["forecast"] * hp["lead_days"] * n_dyn - N_OBS_FEATURES
+                q = q + (inputs[..., k] * inputs[..., k + 1]).unsqueeze(-1) * self.obs_skip
+            days = x.get("rollout_days")
+            if days is not None:
+                q = q[:, days.to(q.device)]
+            return {"q": q, "state": final}
+        return self._run(x, state)[0]
+
+    def _run(self, x, state=None):
         if x.ndim == 4:
             b, t, n, c = x.shape
-            y = self.forward(x.permute(0, 2, 1, 3).reshape(b * n, t, c))
-            return y.view(b, n, t, -1).permute(0, 2, 1, 3)
-        h, _ = self.lstm(x)
-        return self.out(h)
+            y, final = self._run(x.permute(0, 2, 1, 3).reshape(b * n, t, c), state)
+            return y.view(b, n, t, -1).permute(0, 2, 1, 3), final
+        h, final = self.lstm(x, state)
+        return self.out(h), final
 
 
 def basin_average(x: torch.Tensor, basin_ch: torch.Tensor) -> torch.Tensor:
@@ -259,9 +404,11 @@ def basin_average(x: torch.Tensor, basin_ch: torch.Tensor) -> torch.Tensor:
     return torch.einsum("btchw,nhw->btnc", x, mask)
 
 
-def lumped_inputs(streams: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def lumped_inputs(streams: Mapping[str, torch.Tensor], observed: int = 0, forecast: int = 0) -> torch.Tensor:
     """The lumped LSTM's inputs (B, T, N, C): basin averages of the ``"dynamic"`` channels and of
-    the ``"static"`` layers, plus log10 of ``"basin_area_km2"``."""
+    the ``"static"`` layers, plus log10 of ``"basin_area_km2"``; with ``observed`` the
+    :func:`observation_features`, with ``forecast`` the basin means of every ``"forecast"``
+    channel of every lead day (L * n_dynamic values)."""
     x, static, basin_ch = streams["dynamic"], streams["static"], streams["basins"]
     if static.ndim == 4:
         static = static[0]
@@ -271,7 +418,24 @@ def lumped_inputs(streams: Mapping[str, torch.Tensor]) -> torch.Tensor:
     area = torch.as_tensor(streams["basin_area_km2"], device=x.device).to(x.dtype)
     area = torch.log10(area.clamp_min(1e-3)).view(-1, 1)
     st = torch.cat([st, area], dim=1)
-    return torch.cat([dyn, st.view(1, 1, *st.shape).expand(b, t, -1, -1)], dim=-1)
+    parts = [dyn, st.view(1, 1, *st.shape).expand(b, t, -1, -1)]
+    if observed:
+        obs = streams.get("obs")
+        masks = streams["obs_basins"].to(x.device, x.dtype)
+        if obs is None:
+            obs = x.new_full((b, t, masks.shape[0]), float("nan"))
+        obs = obs.to(x.dtype)
+        om, ov = observation_maps(obs, masks)
+        index = streams.get("obs_index")
+        if index is None:
+            index = torch.full((basin_ch.shape[0],), -1, dtype=torch.long)
+        parts.append(observation_features(obs, index.to(x.device), basin_ch.to(x.device), om, ov))
+    if forecast:
+        fc = streams["forecast"].to(x.dtype)  # (B, T, L, C, H, W)
+        mask = basin_ch[:, 0].to(x.dtype)
+        mask = mask / mask.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+        parts.append(torch.einsum("btlchw,nhw->btnlc", fc, mask).flatten(-2))
+    return torch.cat(parts, dim=-1)
 
 
 def _check_streams(streams: Mapping) -> None:

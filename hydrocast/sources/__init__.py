@@ -54,10 +54,9 @@ its config ``kind``:
 ``options`` is the ``[[sources]]`` table of the config as a plain dict (``name``, ``kind``,
 ``paths`` and the kind's own keys, e.g. ``variable``, ``flag_mask``, ``crs``).
 
-Weather forecasts (GRIB, :mod:`.nwp`) are not in the registry yet: a forecast has a run and a lead
-axis, not the daily ``(time, y, x)`` of the cube, so ingest must not read it as a daily kind. Use
-the module API (``nwp.scan_runs``, ``nwp.read_run``, ``nwp.lead_days_for_issue``) until ingest
-stores forecasts beside the cube.
+Weather forecasts (kinds ``nwp_grib`` and ``nwp_netcdf``, :mod:`.nwp`) are not in this registry: a
+forecast has a run and a lead axis, not the daily ``(time, y, x)`` of the cube; ingest stores them
+beside the cube through :mod:`hydrocast.forecasts`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,15 @@ Units (``units`` attribute): ``m3 m-3`` (and spellings such as ``m^3 m^-3``, ``m
 canonical. ACTIVE products are in percent of saturation (``percent``/``%``): rejected unless the
 source sets ``porosity`` (m3 m-3, 0 < porosity ≤ 1), in which case
 ``sm_volumetric = sm_percent * porosity / 100`` and the attrs say so.
+
+Frozen ground (config ``variable = "frozen"``; default ``"sm"``): instead of soil moisture the
+reader returns the flag's bit 1 ("snow_coverage_or_temperature_below_zero") as a number, units
+``"1"``: 1 where ``flag & 1``, 0 where the pixel was observed (``flag`` is not its fill, 127)
+without bit 1 (whatever its other bits and whether or not ``sm`` has a value), NaN where there was
+no retrieval at all (flag fill: outside the swath, the sea). ``sm``, ``flag_mask`` and ``porosity``
+play no part (``sm`` need not be in the file); a file without ``flag`` is a BadInputError.
+Regridded with the default ``"average"``, the cube holds the fraction of each cell flagged frozen
+or snow-covered (ingest's quantity ``frozen_fraction``).
 """
 
 from __future__ import annotations
@@ -68,6 +77,17 @@ def _flag_mask(options: dict) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) <= 127:
         raise ConfigError(f"source {options.get('name', '?')!r}: flag_mask must be an integer 0..127, got {v!r}")
     return int(v)
+
+
+VARIABLES = ("sm", "frozen")
+
+
+def _variable(options: dict) -> str:
+    v = options.get("variable", "sm")
+    if v not in VARIABLES:
+        raise ConfigError(f"source {options.get('name', '?')!r}: variable must be one of "
+                          f"{', '.join(map(repr, VARIABLES))}, got {v!r}")
+    return v
 
 
 def _porosity(options: dict) -> float | None:
@@ -172,6 +192,7 @@ def scan(path, options: dict) -> FileInfo:
     check_signature(path, NETCDF_SIGNATURES, "a NetCDF file")
     info = parse_name(path)
     _flag_mask(options)
+    _variable(options)
     return FileInfo(path, (info["day"],), "1D", "", {"product": info["product"], "version": info["version"]})
 
 
@@ -187,34 +208,37 @@ def read_arrays(path, options: dict, bbox) -> Arrays:
     nc = _open(path)  # (a file that does not open is then checked for an HTML page, truncation, ...)
     try:
         info = parse_name(path)
+        variable = _variable(options)
         flag_mask = _flag_mask(options)
         porosity = _porosity(options)
-        sm_v = nc.var("sm")
-        if sm_v is None:
+        main = "flag" if variable == "frozen" else "sm"
+        main_v = nc.var(main)
+        if main_v is None:
             found = ", ".join(sorted(nc.variables())) or "none"
-            raise BadInputError(f"{path}: has no variable 'sm' (found: {found})")
+            why = " (variable = 'frozen' reads the flag)" if variable == "frozen" else ""
+            raise BadInputError(f"{path}: has no variable {main!r}{why} (found: {found})")
         _check_time(path, nc, info["day"])
-        dims = nc.dims(sm_v)
+        dims = nc.dims(main_v)
         lon_n = next((d for d in dims if d in ("lon", "longitude")), None)
         lat_n = next((d for d in dims if d in ("lat", "latitude")), None)
         lon_v = nc.var(lon_n) if lon_n else None
         lat_v = nc.var(lat_n) if lat_n else None
         if lon_v is None or lat_v is None:
-            raise BadInputError(f"{path}: 'sm' has dimensions {dims}, not lat/lon with coordinates")
-        if any(n != 1 for d, n in zip(dims, sm_v.shape) if d not in (lon_n, lat_n)):
-            raise BadInputError(f"{path}: 'sm' has shape {sm_v.shape} {dims}; expected one day")
+            raise BadInputError(f"{path}: {main!r} has dimensions {dims}, not lat/lon with coordinates")
+        if any(n != 1 for d, n in zip(dims, main_v.shape) if d not in (lon_n, lat_n)):
+            raise BadInputError(f"{path}: {main!r} has shape {main_v.shape} {dims}; expected one day")
         xs, ys = clip_lonlat(path, lon_v[()], lat_v[()], bbox)
         sel = {lon_n: xs, lat_n: ys}
-        sm = read_selection(lambda idx: sm_v[idx], dims, sel, lon_n)
-        attrs = nc.attrs(sm_v, _SM_ATTRS)
+        values = read_selection(lambda idx: main_v[idx], dims, sel, lon_n)
+        attrs = nc.attrs(main_v, _SM_ATTRS)
         flag = None
         flag_fill = 127
-        fv = nc.var("flag")
+        fv = main_v if variable == "frozen" else nc.var("flag")
         if fv is not None:
             fdims = nc.dims(fv)
             if fdims != dims:
                 raise BadInputError(f"{path}: 'flag' dimensions {fdims} differ from 'sm' {dims}")
-            flag = read_selection(lambda idx: fv[idx], dims, sel, lon_n)
+            flag = values if fv is main_v else read_selection(lambda idx: fv[idx], dims, sel, lon_n)
             flag_fill = int(np.asarray(nc.attrs(fv, ("_FillValue",)).get("_FillValue", 127)).ravel()[0])
     except BadInputError:
         raise
@@ -223,10 +247,14 @@ def read_arrays(path, options: dict, bbox) -> Arrays:
     finally:
         nc.close()
 
+    extra = {"product": info["product"], "version": info["version"]}
+    if variable == "frozen":
+        return _arrays(path, info, frozen_flag(flag, flag_fill), dims, lat_n, lon_n, xs, ys, "1",
+                       {**extra, "variable": "frozen", "flag_fill": flag_fill})
     units = attr_str(attrs.get("units", "")).strip()
     sm_fill = attrs.get("_FillValue")
     valid_range = attrs.get("valid_range")
-    sm = sm.astype("float64")
+    sm = values.astype("float64")
     # what netCDF4 (auto-scaling, no auto-masking) gave the previous reader: scaled values, and
     # the comparisons below against the attributes as written
     if "scale_factor" in attrs:
@@ -239,7 +267,7 @@ def read_arrays(path, options: dict, bbox) -> Arrays:
     if valid_range is not None and np.size(valid_range) == 2:
         lo, hi = (float(v) for v in np.asarray(valid_range).ravel())
         ok &= (sm >= lo) & (sm <= hi)
-    extra = {"product": info["product"], "version": info["version"], "flag_mask": flag_mask}
+    extra["flag_mask"] = flag_mask
     if flag is not None:
         f = flag.astype("int16")
         ok &= (f != flag_fill) & ((f & flag_mask) == 0)
@@ -260,10 +288,22 @@ def read_arrays(path, options: dict, bbox) -> Arrays:
         extra["original_units"] = units
     else:
         raise BadInputError(f"{path}: unknown soil moisture units {units!r} (expected m3 m-3, or percent for ACTIVE)")
+    return _arrays(path, info, sm, dims, lat_n, lon_n, xs, ys, "m3 m-3", extra)
 
+
+def frozen_flag(flag: np.ndarray, fill: int = 127) -> np.ndarray:
+    """The frozen/snow flag (bit 1) of raw ``flag`` values as float64: 1 where set, 0 where the
+    pixel was observed without it, NaN where ``flag`` is ``fill`` (no retrieval)."""
+    f = np.asarray(flag).astype("int16")
+    return np.where(f == fill, np.nan, (f & 1).astype("float64"))
+
+
+def _arrays(path: Path, info: dict, values: np.ndarray, dims, lat_n, lon_n, xs, ys, units: str,
+            extra: dict) -> Arrays:
+    """``values`` (as stored, ``dims`` order) as the contract's (1, lat, lon) float32 Arrays."""
     order = [dims.index(lat_n), dims.index(lon_n)]
     rest = [i for i in range(len(dims)) if i not in order]
-    data = np.transpose(sm, rest + order).reshape(1, ys.size, xs.size)
+    data = np.transpose(values, rest + order).reshape(1, ys.size, xs.size)
     time = np.array([info["day"]], dtype="datetime64[ns]")
-    return Arrays(data.astype("float32"), time, xs.coords, ys.coords, "EPSG:4326", "m3 m-3", "1D", "",
+    return Arrays(data.astype("float32"), time, xs.coords, ys.coords, "EPSG:4326", units, "1D", "",
                   path.name, extra)

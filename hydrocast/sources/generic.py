@@ -31,7 +31,9 @@ one time step, so they are divided by the step's length in days: ERA5 hourly ``t
 ``tp * 1000 * 24`` mm/day. (ERA5-Land's hourly ``tp`` is a running total since 00 UTC, not a
 per-hour amount: use its daily statistics instead.) Negative precipitation above -0.01 mm/day is
 packing noise (ERA5) and becomes 0; anything lower becomes NaN. Other quantities keep the
-file's units unchanged.
+file's units unchanged (the config's ``units``, else the variable's ``units`` attribute, e.g. "K"
+for ERA5 ``t2m``): :func:`netcdf_units`, which ``scan_netcdf`` also reports as
+``FileInfo.extra["units"]``, so that ingest can label a cube variable before reading any data.
 """
 
 from __future__ import annotations
@@ -673,6 +675,14 @@ def _nc_guard(path: Path, fn):
         raise BadInputError(f"{path}: truncated or corrupt NetCDF file, or not one xarray can read ({exc})") from None
 
 
+def netcdf_units(var: str, attrs: dict, options: dict) -> str:
+    """The units ``read_netcdf`` gives variable ``var`` (its attributes ``attrs``): "mm/day" for
+    precipitation (converted), else the config's ``units``, else the file's (``""`` if none)."""
+    if _is_precip(var, attrs, options):
+        return "mm/day"
+    return str(options.get("units") or attrs.get("units") or "")
+
+
 def scan_netcdf(path, options: dict) -> FileInfo:
     path = Path(path)
     check_signature(path, NETCDF_SIGNATURES, "a NetCDF file")
@@ -682,8 +692,9 @@ def scan_netcdf(path, options: dict) -> FileInfo:
         with _open_netcdf(path) as ds:
             lay = _layout(path, ds, var)
             times, step = _nc_times(path, ds, lay, options)
+            units = netcdf_units(var, dict(ds[var].attrs), options)
         days = () if step == "static" else days_covered(times, step)
-        return FileInfo(path, days, step, "", {"variable": var, "n_times": int(times.size)})
+        return FileInfo(path, days, step, "", {"variable": var, "n_times": int(times.size), "units": units})
 
     return _nc_guard(path, work)
 

@@ -1,8 +1,8 @@
 """Weather-forecast precipitation (NWP) from GRIB1/GRIB2 files: ECMWF open data and the like.
 
-A module API for now, **not** a registered source ``kind``: the registry's readers feed ingest's daily cube
-(``scan`` → days, ``read`` → ``(time, y, x)``), and a forecast has two time axes (run and lead). Wiring into
-ingest (a store beside the cube with dims (issue date, lead, y, x)) comes later.
+The readers of the source kinds ``nwp_grib`` and ``nwp_netcdf``. They are not in the daily-cube registry
+(a forecast has two time axes, run and lead): :mod:`hydrocast.forecasts` stores their daily totals beside
+the cube with dims (issue date, lead, y, x), and ingest updates that store.
 
 Runs, not files
 ---------------
@@ -54,6 +54,14 @@ day ``D + k``, so lead ``n`` of the issue is its lead day ``n``); an 06/12/18 UT
 straddle UTC days and serve nothing yet. Older runs (``T <= D``) are not used for ``D`` (a fallback,
 with shifted leads, is later work), and a later run (``T >= D + 2 days``) never is: it already knew day
 ``D + 1``. :func:`lead_days_for_issue` applies this rule.
+
+CF NetCDF forecasts
+-------------------
+:func:`scan_netcdf_runs` / :func:`read_netcdf_run` give the same ``(member, lead_day, y, x)`` mm totals
+from CF NetCDF files (a reference-time dim ``forecast_reference_time`` or ``time`` x ``step``/``lead`` x
+lat/lon, optionally members); accumulated from the run start unless the step bounds or ``cell_methods``
+say per-step totals. The rules are written once, above :class:`NetCDFRun`. :class:`RunReader` is
+:func:`read_run` for many GRIB runs (the forecast store's path: files opened once).
 
 Import order: eccodes must be loaded after pyproj (see :mod:`hydrocast`, whose ``__init__`` imports
 pyproj first); this module is inside the package, so that is always the case here.
@@ -124,6 +132,12 @@ class Run:
     @property
     def steps_h(self) -> tuple[float, ...]:
         return tuple(sorted({m.end_s / 3600 for m in self.messages}))
+
+    @property
+    def lead_days(self) -> int:
+        """The K of :func:`read_run` as the headers tell it: the last whole-day step in days (0: none).
+        A run missing an intermediate 24 h step still fails in :func:`read_run`."""
+        return max((m.end_s // DAY_S for m in self.messages if m.end_s > 0 and m.end_s % DAY_S == 0), default=0)
 
     @property
     def label(self) -> str:
@@ -419,6 +433,101 @@ def read_run(run: Run, bbox=None):
         "EPSG:4326")
 
 
+def _decode(fh, m: Message, cache: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, latitudes, longitudes) of message ``m`` (eccodes, by its byte offset); bitmap points NaN.
+    The coordinates come from eccodes (``latitudes``/``longitudes``), computed once per grid and scanning."""
+    import eccodes
+
+    fh.seek(m.offset)
+    h = eccodes.codes_grib_new_from_file(fh)
+    if h is None:
+        raise BadInputError(f"{m.path}: no GRIB message at byte {m.offset} any more (file changed while read?)")
+    try:
+        values = np.asarray(eccodes.codes_get_values(h), "float64")
+        if _get(h, "bitmapPresent", 0, int):
+            values[values == eccodes.codes_get(h, "missingValue")] = np.nan
+        key = m.grid + tuple(_get(h, k, 0, int) for k in ("iScansNegatively", "jScansPositively",
+                                                           "jPointsAreConsecutive", "alternativeRowScanning"))
+        if key not in cache:
+            cache[key] = (np.round(np.asarray(eccodes.codes_get_array(h, "latitudes"), "float64"), 6),
+                          np.round(np.asarray(eccodes.codes_get_array(h, "longitudes"), "float64") % 360.0, 6))
+    except eccodes.GribInternalError as exc:
+        raise BadInputError(f"{m.path}: tp message at byte {m.offset} cannot be decoded ({exc})") from None
+    finally:
+        eccodes.codes_release(h)
+    return (values, *cache[key])
+
+
+class RunReader:
+    """:func:`read_run` for many runs: ``reader.read(run)`` returns the same DataArray, but files stay open
+    and every message is decoded by eccodes directly at the byte offset the scan found (no cfgrib open per
+    run: a month file of 30 runs costs one pass). Values are put on the latitude/longitude axes by eccodes'
+    own per-point coordinates, so any scanning order works; the rules (and errors) are read_run's. A
+    context manager (closes the files)."""
+
+    def __init__(self, bbox=None):
+        self.bbox = bbox
+        self._cache: dict = {}
+        self._files: dict[Path, object] = {}
+
+    def read(self, run: Run):
+        import rioxarray  # noqa: F401  (registers the .rio accessor)
+        import xarray as xr
+
+        from .generic import select_lonlat
+
+        n_days, per_member = _day_steps(run)
+        members = list(run.members)
+        factor = UNIT_FACTORS[run.units]
+        acc = lat_out = lon_out = None
+        for i, member in enumerate(members):
+            for k in range(1, n_days + 1):
+                m = per_member[member][k]
+                if m.path not in self._files:
+                    self._files[m.path] = open(m.path, "rb")
+                values, lats, lons = _decode(self._files[m.path], m, self._cache)
+                if acc is None:  # (every message of a run has the same grid: the scan groups by it)
+                    lat_axis, lon_axis = np.unique(lats)[::-1], np.unique(lons)  # north -> south, lon 0..360
+                    xs, ys = select_lonlat(m.path, lon_axis, lat_axis, self.bbox)
+                    ix, iy = _indices(xs), _indices(ys)
+                    lat_out, lon_out = ys.coords, xs.coords
+                    rows = lat_axis.size - 1 - np.searchsorted(lat_axis[::-1], lats)
+                    cols = np.searchsorted(lon_axis, lons)
+                    acc = np.zeros((len(members), n_days + 1, iy.size, ix.size), "float64")
+                full = np.full((lat_axis.size, lon_axis.size), np.nan)
+                full[rows, cols] = values
+                acc[i, k] = full[np.ix_(iy, ix)] * factor
+        daily = np.diff(acc, axis=1)
+        worst = np.nanmin(daily) if np.isfinite(daily).any() else 0.0
+        if worst < -NOISE_MM:
+            i, k = np.unravel_index(np.nanargmin(daily), daily.shape)[:2]
+            raise BadInputError(f"{run.where()}: tp of the {run.label} decreases by {-worst:.3g} mm over lead "
+                                f"day {k + 1} (member {members[i]}): not an accumulation from the run's start")
+        daily = np.where(daily < 0, 0.0, daily).astype("float32")
+        ref = run.reference_time
+        valid = np.array([ref + np.timedelta64(24 * (k - 1), "h") for k in range(1, n_days + 1)], "datetime64[ns]")
+        coords = {"member": np.array(members, "int64"), "lead_day": np.arange(1, n_days + 1, dtype="int64"),
+                  "y": np.asarray(lat_out, "float64"), "x": np.asarray(lon_out, "float64"),
+                  "valid_start": ("lead_day", valid)}
+        attrs = {"units": "mm", "long_name": "precipitation total of the lead day (24 h from valid_start)",
+                 "reference_time": str(ref) + "Z", "stream": run.stream, "centre": run.centre,
+                 "ensemble": int(run.ensemble), "source_files": " ".join(p.name for p in run.paths)}
+        return xr.DataArray(daily, dims=("member", "lead_day", "y", "x"), coords=coords,
+                            attrs=attrs).rio.write_crs("EPSG:4326")
+
+    def close(self) -> None:
+        files, self._files = self._files, {}
+        for fh in files.values():
+            fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
 # -- which run serves which issue date --------------------------------------------------------
 
 def lead_days_for_issue(run_reference_time, issue_date, n_leads: int,
@@ -436,3 +545,227 @@ def lead_days_for_issue(run_reference_time, issue_date, n_leads: int,
         return [None] * n_leads
     last = n_leads if run_lead_days is None else min(n_leads, run_lead_days)
     return [n if n <= last else None for n in range(1, n_leads + 1)]
+
+
+# -- CF NetCDF forecasts --------------------------------------------------------------------------
+#
+# A second input format with the same output as read_run. The rules:
+#
+# * the variable is ``options["variable"]`` (default ``tp``), dims: a reference-time dim
+#   ``forecast_reference_time`` or ``time`` (or neither, with a scalar ``forecast_reference_time``
+#   coordinate: one run), a step dim ``step``, ``lead`` or ``lead_time`` (CF time-interval units:
+#   seconds/minutes/hours/days, e.g. ``units = "hours"``), optionally a member dim ``number``,
+#   ``member`` or ``realization`` (ensemble when longer than 1), and ``latitude``/``lat`` x
+#   ``longitude``/``lon``; nothing else.
+# * accumulated from the run start (as ECMWF's tp, and cfgrib's NetCDF conversions of it) unless the
+#   file says per-step totals: the step coordinate's CF ``bounds`` are consecutive windows (the
+#   first from 0, each next one from the previous step), or, without bounds, the variable's
+#   ``cell_methods`` holds ``"<step dim>: sum"``. Bounds that all start at 0 mean accumulated; any
+#   other bounds are refused. Per-step totals are summed up to each step, then treated as tp.
+# * units m, kg m-2 (kg m**-2) or mm (``options["units"]`` overrides the file's); lead days, steps,
+#   missing steps, negative differences and the bbox as for GRIB (read_run).
+
+_REF_DIMS = ("forecast_reference_time", "time")
+_STEP_DIMS = ("step", "lead", "lead_time")
+_MEMBER_DIMS = ("number", "member", "realization")
+_LAT_DIMS = ("latitude", "lat")
+_LON_DIMS = ("longitude", "lon")
+_STEP_UNITS_S = {"second": 1, "seconds": 1, "s": 1, "minute": 60, "minutes": 60, "min": 60, "hour": 3600,
+                 "hours": 3600, "h": 3600, "day": DAY_S, "days": DAY_S, "d": DAY_S}
+
+
+@dataclass(frozen=True)
+class NetCDFRun:
+    """One run of a CF NetCDF forecast file (see the rules above :func:`scan_netcdf_runs`)."""
+
+    reference_time: np.datetime64  # datetime64[m], UTC
+    path: Path
+    variable: str
+    ref_index: int | None  # position along the reference-time dim (None: no such dim)
+    dims: tuple[str, ...]  # the variable's dims
+    steps_s: tuple[int, ...]  # step ends, seconds, in file order
+    per_step: bool
+    units: str
+    members: tuple[int, ...]
+    ensemble: bool
+    centre: str = ""
+    stream: str = ""
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return (self.path,)
+
+    @property
+    def lead_days(self) -> int:
+        return max((s // DAY_S for s in self.steps_s if s > 0 and s % DAY_S == 0), default=0)
+
+    @property
+    def label(self) -> str:
+        kind = "ensemble" if self.ensemble else "deterministic"
+        return f"netcdf {self.variable} {kind} run of {str(self.reference_time)[:16].replace('T', ' ')} UTC"
+
+    def where(self) -> str:
+        return str(self.path)
+
+
+def _pick(dims, names, what: str, path: Path, required: bool = True) -> str | None:
+    found = [d for d in dims if d in names]
+    if not found and required:
+        raise BadInputError(f"{path}: the forecast variable has dims {tuple(dims)}: no {what} dim "
+                            f"({' or '.join(names)})")
+    return found[0] if found else None
+
+
+def _step_seconds(path: Path, var) -> np.ndarray:
+    unit = str(getattr(var, "units", "")).strip().split(" ")[0].lower()
+    if unit not in _STEP_UNITS_S:
+        raise BadInputError(f"{path}: step coordinate {var.name!r} has units {getattr(var, 'units', None)!r} "
+                            "(expected seconds, minutes, hours or days)")
+    return np.round(np.asarray(var[:], "float64") * _STEP_UNITS_S[unit]).astype("int64")
+
+
+def _netcdf_file_runs(path: Path, options: dict) -> list[NetCDFRun]:
+    import cftime
+    import netCDF4
+
+    from . import HDF5_SIGNATURE, NETCDF3_SIGNATURES
+
+    check_signature(path, (HDF5_SIGNATURE, *NETCDF3_SIGNATURES), "a NetCDF file")
+    name = options.get("variable") or "tp"
+    try:
+        ds = netCDF4.Dataset(path)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot be opened as NetCDF ({exc})") from None
+    try:
+        if name not in ds.variables:
+            raise BadInputError(f"{path}: no variable {name!r} (it has {', '.join(sorted(ds.variables))})")
+        var = ds.variables[name]
+        dims = var.dimensions
+        ref_dim = _pick(dims, _REF_DIMS, "reference time", path, required=False)
+        step_dim = _pick(dims, _STEP_DIMS, "step", path)
+        member_dim = _pick(dims, _MEMBER_DIMS, "member", path, required=False)
+        _pick(dims, _LAT_DIMS, "latitude", path)
+        _pick(dims, _LON_DIMS, "longitude", path)
+        if len(dims) != 3 + (ref_dim is not None) + (member_dim is not None):
+            raise BadInputError(f"{path}: {name} has dims {dims}; expected reference time, step, [member,] lat, lon")
+        ref_name = ref_dim or "forecast_reference_time"
+        if ref_name not in ds.variables:
+            raise BadInputError(f"{path}: no {ref_name} variable: the runs' reference times are unknown")
+        rv = ds.variables[ref_name]
+        times = cftime.num2date(np.atleast_1d(rv[:]), rv.units, getattr(rv, "calendar", "standard"),
+                                only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+        refs = [np.datetime64(t.replace(tzinfo=None), "m") for t in times]
+        sv = ds.variables[step_dim] if step_dim in ds.variables else None
+        if sv is None:
+            raise BadInputError(f"{path}: no {step_dim} coordinate variable: the steps are unknown")
+        steps = _step_seconds(path, sv)
+        bounds = getattr(sv, "bounds", None)
+        if bounds and bounds in ds.variables:
+            b = np.round(np.asarray(ds.variables[bounds][:], "float64") * _STEP_UNITS_S[
+                str(sv.units).split(" ")[0].lower()]).astype("int64")
+            if not np.array_equal(b[:, 1], steps):
+                raise BadInputError(f"{path}: {bounds} upper bounds differ from the {step_dim} values")
+            if np.all(b[:, 0] == 0):
+                per_step = False
+            elif b[0, 0] == 0 and np.array_equal(b[1:, 0], b[:-1, 1]):
+                per_step = True
+            else:
+                raise BadInputError(f"{path}: {bounds} are neither accumulations from the run start (lower bounds "
+                                    "0) nor consecutive per-step windows")
+        else:
+            per_step = f"{step_dim}: sum" in str(getattr(var, "cell_methods", ""))
+        if np.any(np.diff(steps) <= 0) or steps[0] < 0:
+            raise BadInputError(f"{path}: {step_dim} values are not increasing from 0")
+        units = str(options.get("units") or getattr(var, "units", "")).replace("**", "")
+        factor_key = {"kg m-2": "kg m-2", "m": "m", "mm": "mm"}.get(units)
+        if factor_key is None:
+            raise BadInputError(f"{path}: {name} has units {units!r} (expected m, kg m-2 or mm)")
+        members = tuple(int(v) for v in ds.variables[member_dim][:]) if member_dim and member_dim in ds.variables \
+            else tuple(range(ds.dimensions[member_dim].size)) if member_dim else (0,)
+    finally:
+        ds.close()
+    return [NetCDFRun(ref, path, name, i if ref_dim else None, tuple(dims), tuple(int(s) for s in steps), per_step,
+                      factor_key, members, len(members) > 1) for i, ref in enumerate(refs)]
+
+
+def scan_netcdf_runs(paths, options: dict | None = None, rejected: list | None = None) -> list[NetCDFRun]:
+    """The runs of CF NetCDF forecast files (rules above), sorted by reference time. A bad file raises
+    BadInputError naming it, or with ``rejected`` a list, ``(path, message)`` is appended and the others
+    are used. The same reference time (and kind) in two files raises (both named)."""
+    options = options or {}
+    runs: dict[tuple, NetCDFRun] = {}
+    for p in dict.fromkeys(Path(p) for p in paths):
+        try:
+            found = _netcdf_file_runs(p, options)
+        except BadInputError as exc:
+            if rejected is None:
+                raise
+            rejected.append((p, str(exc)))
+            continue
+        for run in found:
+            key = (run.reference_time, run.ensemble)
+            if key in runs:
+                raise BadInputError(f"{p}: the run of {str(run.reference_time)[:16]} UTC is also in {runs[key].path}: "
+                                    "one of them must go")
+            runs[key] = run
+    return [runs[k] for k in sorted(runs)]
+
+
+def read_netcdf_run(run: NetCDFRun, bbox=None):
+    """Daily totals (mm) of a NetCDF run: the DataArray of :func:`read_run` (same dims, coords, attrs)."""
+    import netCDF4
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
+
+    from .generic import select_lonlat
+
+    path = run.path
+    with netCDF4.Dataset(path) as ds:
+        var = ds.variables[run.variable]
+        lat_dim, lon_dim = _pick(run.dims, _LAT_DIMS, "latitude", path), _pick(run.dims, _LON_DIMS, "longitude", path)
+        lat = np.round(np.asarray(ds.variables[lat_dim][:], "float64"), 6)
+        lon = np.round(np.asarray(ds.variables[lon_dim][:], "float64"), 6)
+        lon_order = np.argsort(lon, kind="stable")
+        xs, ys = select_lonlat(path, lon[lon_order], lat, bbox)
+        ix, iy = lon_order[_indices(xs)], _indices(ys)
+        ycoords = ys.coords
+        if ys.size > 1 and ycoords[0] < ycoords[-1]:
+            iy, ycoords = iy[::-1], ycoords[::-1]
+        index = tuple(run.ref_index if d in _REF_DIMS else slice(None) for d in run.dims)
+        try:
+            data = np.ma.filled(np.ma.asarray(var[index], "float64"), np.nan)
+        except (OSError, RuntimeError, IndexError) as exc:
+            raise BadInputError(f"{path}: {run.variable} cannot be read ({exc})") from None
+    kept = [d for d in run.dims if d not in _REF_DIMS]
+    member_dim = _pick(kept, _MEMBER_DIMS, "member", path, required=False)
+    order = [kept.index(d) for d in (member_dim, _pick(kept, _STEP_DIMS, "step", path), lat_dim, lon_dim) if d]
+    data = np.transpose(data, order)
+    data = data[None] if member_dim is None else data  # (member, step, lat, lon)
+    data = data[:, :, iy][:, :, :, ix] * UNIT_FACTORS[run.units]
+    acc = np.cumsum(data, axis=1) if run.per_step else data
+    pos = {s: i for i, s in enumerate(run.steps_s)}
+    n_days = run.lead_days
+    if n_days == 0:
+        raise BadInputError(f"{path}: the {run.label} has no 24 h step, so no lead day")
+    missing = [24 * k for k in range(1, n_days + 1) if k * DAY_S not in pos]
+    if missing:
+        raise BadInputError(f"{path}: the {run.label} lacks step(s) {', '.join(map(str, missing))} h, needed for its "
+                            f"lead days up to {n_days} (a lead day needs both ends)")
+    ends = np.stack([np.zeros(acc.shape[:1] + acc.shape[2:])] + [acc[:, pos[k * DAY_S]] for k in range(1, n_days + 1)],
+                    axis=1)
+    daily = np.diff(ends, axis=1)
+    worst = np.nanmin(daily) if np.isfinite(daily).any() else 0.0
+    if worst < -NOISE_MM:
+        raise BadInputError(f"{path}: {run.variable} of the {run.label} decreases by {-worst:.3g} mm: not an "
+                            "accumulation from the run's start")
+    daily = np.where(daily < 0, 0.0, daily).astype("float32")
+    ref = run.reference_time
+    valid = np.array([ref + np.timedelta64(24 * (k - 1), "h") for k in range(1, n_days + 1)], "datetime64[ns]")
+    coords = {"member": np.array(run.members, "int64"), "lead_day": np.arange(1, n_days + 1, dtype="int64"),
+              "y": np.asarray(ycoords, "float64"), "x": np.asarray(xs.coords, "float64"),
+              "valid_start": ("lead_day", valid)}
+    attrs = {"units": "mm", "long_name": "precipitation total of the lead day (24 h from valid_start)",
+             "reference_time": str(ref) + "Z", "stream": run.stream, "centre": run.centre,
+             "ensemble": int(run.ensemble), "source_files": path.name}
+    return xr.DataArray(daily, dims=("member", "lead_day", "y", "x"), coords=coords, attrs=attrs).rio.write_crs(
+        "EPSG:4326")
