@@ -169,6 +169,49 @@ def test_predict_gauged_cf_and_moved_artefact(work, trained, tmp_path):
     assert json.loads(res2.stdout)["basins"][0]["discharge_m3s"] == summary["basins"][0]["discharge_m3s"]
 
 
+def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_path):
+    """A daily cron run continues the saved recurrent state (exactly the one long run it stands for);
+    a corrupt state file is rebuilt; the outputs record the inputs and the weather forecast used."""
+    from hydrocast import config as hconfig
+    from hydrocast.forward import run_period
+    from hydrocast.predict import Forecaster
+    from hydrocast.state import load_state, state_path
+
+    cfg = work / "hydrocast.toml"
+
+    def predict(day: str):
+        out = tmp_path / f"fc-{day}"
+        res = invoke("predict", "--config", str(cfg), "--basin", "PT01", "--out", str(out), "--issue-date", day,
+                     "--json", "--quiet")
+        assert res.exit_code == 0, res.output
+        hyd = next(out.glob("*_hydrograph.nc"))
+        with xr.open_dataset(hyd) as ds:
+            return json.loads(res.stdout), dict(ds.attrs)
+
+    first, attrs1 = predict("2020-05-10")
+    path = state_path(work / "cube.nc", first["model_id"])
+    saved, why = load_state(path, first["model_id"])
+    assert saved is not None, why
+    assert str(saved.day) == "2020-05-09"  # every input present: the day before the issue day
+    chain_start = saved.start_day
+    second, attrs2 = predict("2020-05-20")
+    assert attrs2["hydrocast_spin_up"] == "continued from the saved state of 2020-05-09"
+    assert "precipitation: current" in attrs2["hydrocast_inputs_status"]
+    assert attrs2["hydrocast_weather_forecast"].startswith("precipitation_forecast: the run of 2020-05-21 00:00")
+    assert attrs2["hydrocast_observed_discharge"] == "observed discharge of 2020-05-20 entered the forecast"
+    # the same forecast as one uninterrupted run from the chain's first day (independent path)
+    with Forecaster(hconfig.load(cfg)) as fc:
+        basins = fc.basin_set(["PT01"])
+        i = fc.reader.index("2020-05-20")
+        ref = run_period(fc.net, fc.inputs(basins), i, i, 0, start=fc.reader.index(chain_start)).q[0, 0]
+    np.testing.assert_allclose(second["basins"][0]["discharge_m3s"], ref, rtol=1e-3, atol=1e-3)
+
+    path.write_bytes(b"not a state")  # a corrupt state is rebuilt, never an error
+    third, attrs3 = predict("2020-05-20")
+    assert attrs3["hydrocast_spin_up"].startswith("spun up over the 365 days before")
+    assert load_state(path, first["model_id"])[0] is not None
+
+
 def test_predict_ungauged_basin(work, trained, tmp_path):
     out = tmp_path / "fc"
     res = invoke("predict", "--config", str(work / "hydrocast.toml"), "--basins",
