@@ -235,7 +235,7 @@ class Forecaster:
         import hashlib
 
         from .forward import run_period
-        from .state import SavedState, check_state, inputs_status, load_state, save_state, state_path
+        from .state import SavedState, check_state, day_digests, inputs_status, load_state, save_state, state_path
 
         path = state_path(self.reader.path, self.model_id)
         names = list(self.spec.dynamic)
@@ -271,8 +271,6 @@ class Forecaster:
                 tensors = {}
                 for k, (h, cc) in enumerate(run.state):
                     tensors[f"h{k}"], tensors[f"c{k}"] = h.detach().clone(), cc.detach().clone()
-                from .state import day_digests
-
                 try:
                     save_state(path, SavedState(self.model_id, self.reader.days[s0], self.reader.days[c], tensors,
                                                 day_digests(self.reader, names, s0, c + 1),
@@ -376,7 +374,7 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
     sm, mo = fc.map_physical(run["maps"][0])  # (L, H, W)
     runoff = run["runoff"][0]
     out_dir = prepare_out_dir(Path(out_dir))
-    result = PredictResult(issue_date=str(day), model_id=fc.model_id)
+    result = PredictResult(issue_date=str(day), model_id=fc.model_id, inputs={k: dict(v) for k, v in status.items()})
     leads = np.arange(1, fc.lead + 1)
     stamp = str(day).replace("-", "")
     # everything is computed before the first file is written: an error leaves nothing partial
@@ -408,7 +406,6 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
         mp.attrs.update(provenance)
         base = id_path(out_dir, info["id"], f"_{stamp}_{fc.model_id}")
         products.append((info, hyd, mp, base, recent, maps, window))
-        result.inputs = {k: dict(v) for k, v in status.items()}
         result.basins.append({"id": info["id"], "gauged": info["gauged"], "area_km2": round(info["area_km2"], 1),
                               "discharge_m3s": [round(float(v), 3) for v in q[n]],
                               "valid_dates": [str(day + np.timedelta64(int(l), "D")) for l in leads],

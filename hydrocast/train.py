@@ -2,11 +2,15 @@
 
 Design (what makes it fit a 2-core CPU; see README "Training"):
 
-* **Whole-domain, sequence-to-sequence.** A batch is ``batch_size`` windows of ``window_days``
-  consecutive days over the whole grid (:mod:`hydrocast.dataset`, built by
-  :mod:`hydrocast.windows`). The ConvLSTM runs once per window; every gauged basin is read out of
-  the same hidden maps, and the loss is taken on every day after ``warmup_days`` for every basin
-  and lead day. One step therefore learns from batch × (window − warmup) × basins × leads targets.
+* **Whole-domain, sequence-to-sequence, stateful.** A batch is one chunk of ``window_days`` days
+  of each of ``batch_size`` streams that walk the whole training period and carry the recurrent
+  state from chunk to chunk and epoch to epoch (:func:`hydrocast.windows.stream_chunks`; built by
+  :mod:`hydrocast.dataset`): the year-long memory a snowpack or a lake needs. The ConvLSTM runs
+  once per chunk over the whole grid; every gauged basin is read out of the same hidden maps.
+  With a weather-forecast source the leads come from rolling the core over the lead days from
+  every third issue day (:class:`hydrocast.model.HydroConvLSTM`); observed discharge of the issue
+  day enters with random hold-out. ``memory_days = 0`` trains as before issue 8 (random windows
+  from a zero state, ``warmup_days`` unscored).
 * **Honest periods** (the rules are written once, in :mod:`hydrocast.windows`). Input
   normalisation and discharge statistics come from the training period only. Training targets
   never reach past the training period's last day; the validation period (early stopping,
@@ -353,19 +357,12 @@ def forecast_source(cfg: Config) -> str | None:
     return name
 
 
-def _reset(state, reset, repeat: int = 1):
-    """Zero the recurrent state of the streams flagged in ``reset`` (B,); None when all are."""
+def _keep(state, reset, repeat: int = 1):
+    """Per stream (each repeated ``repeat`` times): 1 where the stream carries its state into this
+    chunk, 0 where it starts from a zero state (``reset``); None when no stream carries one."""
     if state is None or bool(reset.all()):
         return None
-    keep = (~reset).to(torch_dtype(state)).repeat_interleave(repeat)
-    return keep
-
-
-def torch_dtype(state):
-    import torch
-
-    first = state[0][0] if isinstance(state, list) else state[0]
-    return first.dtype if isinstance(first, torch.Tensor) else torch.float32
+    return (~reset).float().repeat_interleave(repeat)
 
 
 class ConvLSTMTask:
@@ -385,11 +382,11 @@ class ConvLSTMTask:
         return self.t.batches(epoch, fresh=self.state is None, offset=self.EPOCH_OFFSET)
 
     def carried(self, batch):
-        keep = _reset(self.state, batch["reset"])
+        keep = _keep(self.state, batch["reset"])
         if keep is None:
             return None
         k = keep.view(-1, 1, 1, 1)
-        return [(h * k, c * k) for h, c in self.state]
+        return [(h * k.to(h.dtype), c * k.to(c.dtype)) for h, c in self.state]
 
     def loss(self, net, batch):
         import torch
@@ -423,7 +420,7 @@ class LumpedTask(ConvLSTMTask):
     EPOCH_OFFSET = 10_000
 
     def carried(self, batch):
-        keep = _reset(self.state, batch["reset"], repeat=len(self.t.basins))
+        keep = _keep(self.state, batch["reset"], repeat=len(self.t.basins))
         if keep is None:
             return None
         h, c = self.state
