@@ -1,9 +1,12 @@
-"""The one forward path with warm-up, shared by validation (train), predict and evaluate.
+"""The one forward path with spin-up, shared by validation (train), predict and evaluate.
 
 :func:`run_period` runs a model (the ConvLSTM or the lumped LSTM: both take the same named input
-streams, see :mod:`hydrocast.model.network`) as ONE sequence over the issue days ``a..b``
-(cube indices, inclusive), starting ``warmup`` days before ``a`` (input-only days), and returns a
-:class:`PeriodRun` whose arrays carry named dimensions (:attr:`PeriodRun.DIMS`):
+streams, see :mod:`hydrocast.model.network`, built here from a :class:`ModelInputs`: the cube's
+maps, the observed discharge at the model's gauges, the weather-forecast store) as ONE sequence
+over the issue days ``a..b`` (cube indices, inclusive), starting ``spin`` input-only days before
+``a`` (the model's ``memory_days``; fewer where the cube begins later), or continuing a saved
+recurrent state, and returns a :class:`PeriodRun` whose arrays carry named dimensions
+(:attr:`PeriodRun.DIMS`):
 
     q        (issue_day, basin, lead)     discharge, m3/s, never negative
     q_norm   (issue_day, basin, lead)     the network's standardised specific discharge
