@@ -80,7 +80,7 @@ import numpy as np
 from . import __version__, acdd, fsio
 from .config import FORECAST_KINDS, Config, SourceConfig
 from .cube import EPOCH, QUANTITY_ATTRS, TIME_UNITS, _grid_mapping_attrs, _xy_attrs, days_to_int, int_to_days
-from .errors import BadInputError, BusyError
+from .errors import BadInputError
 from .grid import GridSpec
 
 STORE_SUFFIX = ".forecasts.nc"
@@ -610,31 +610,11 @@ def _summary(result: ForecastResult, index: StoreIndex | None) -> None:
 
 # -- the whole update -----------------------------------------------------------------------------------
 
-class store_lock:
+def store_lock(path: Path):
     """The FileLock ``<store>.lock`` (timeout 0: a second writer gets BusyError, exit 75)."""
-
-    def __init__(self, path: Path):
-        from filelock import FileLock
-
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._lock = FileLock(str(self.lock_path), timeout=0)
-
-    def __enter__(self):
-        from filelock import Timeout
-
-        try:
-            with fsio.write_errors(self.path):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._lock.acquire()
-        except Timeout:
-            raise BusyError(f"{self.path}: another hydrocast run is writing this forecast store "
-                            f"(lock {self.lock_path} is held); try later") from None
-        return self
-
-    def __exit__(self, *exc):
-        self._lock.release()
-        return False
+    path = Path(path)
+    return fsio.held_lock(path, f"{path}: another hydrocast run is writing this forecast store "
+                          "(lock {lock} is held); try later")
 
 
 def update_store(cfg: Config, strict: bool = False, log: Callable[[str], None] = lambda s: None

@@ -237,6 +237,32 @@ def write_errors(path: str | os.PathLike) -> Iterator[None]:
         raise err from exc
 
 
+@contextmanager
+def held_lock(target: str | os.PathLike, busy: str, timeout: float = 0, lock_path: str | os.PathLike | None = None
+              ) -> Iterator[Path]:
+    """Hold the file lock ``lock_path`` (default ``<target>.lock``) of a file about to be replaced:
+    its folder is created, a write failure while doing so is the one-line error of
+    :func:`write_errors`, a lock still held after ``timeout`` seconds is ``BusyError(busy)``
+    (``busy`` may name ``{lock}``, the lock file). Yields the lock's path."""
+    from filelock import FileLock, Timeout
+
+    from .errors import BusyError
+
+    target = Path(target)
+    lock_path = Path(lock_path) if lock_path is not None else target.with_name(target.name + ".lock")
+    lock = FileLock(str(lock_path), timeout=timeout)
+    try:
+        with write_errors(target):  # a read-only folder: exit 73; no space: 74
+            target.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+    except Timeout:
+        raise BusyError(busy.replace("{lock}", str(lock_path))) from None
+    try:
+        yield lock_path
+    finally:
+        lock.release()
+
+
 # -- output folders -------------------------------------------------------------------------------
 def prepare_out_dir(path: str | os.PathLike) -> Path:
     """Create the output folder ``path`` (and its parents) and check that files can be created in

@@ -39,7 +39,7 @@ import numpy as np
 
 from .config import FORECAST_KINDS, Config, SourceConfig
 from .cube import QUANTITY_ATTRS, CubeIndex, CubeWriter, read_index
-from .errors import BadInputError, BusyError, MissingInputError
+from .errors import BadInputError, MissingInputError
 from .grid import GridSpec
 from .inputfiles import Rejection, expand_paths
 from .inputfiles import rejection_summary as _rejection_summary
@@ -367,25 +367,13 @@ def _static_signature(paths: list[Path], grid: GridSpec) -> str:
 def ingest(cfg: Config, strict: bool = False, progress: Callable | None = None,
            log: Callable[[str], None] = lambda s: None) -> IngestResult:
     """Run the whole ingest for ``cfg``; see the module docstring."""
-    from filelock import FileLock, Timeout
-
     from . import fsio
 
     grid = cfg.grid_spec()
     cube_path = cfg.resolve(cfg.cube.path)
-    lock_path = cube_path.with_name(cube_path.name + ".lock")
-    lock = FileLock(str(lock_path), timeout=0)
-    try:
-        with fsio.write_errors(cube_path):  # a read-only folder: exit 73; no space: 74
-            cube_path.parent.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
-    except Timeout:
-        raise BusyError(f"{cube_path}: another hydrocast run is writing this cube "
-                        f"(lock {lock_path} is held); try later") from None
-    try:
+    with fsio.held_lock(cube_path, f"{cube_path}: another hydrocast run is writing this cube "
+                        "(lock {lock} is held); try later"):
         return _ingest_locked(cfg, grid, cube_path, strict, progress, log)
-    finally:
-        lock.release()
 
 
 def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:

@@ -103,10 +103,12 @@ class Forecaster:
 
         if not self.cfg.discharge.path or not self.cfg.resolve(self.cfg.discharge.path).exists():
             return None
+        from .windows import DischargeNorm
+
         ids = list(self.gauged)
         q = discharge_table(self.cfg, self.reader.days, ids).to_numpy("float64")
         area = np.array([self.gauged[b][1]["area_km2"] for b in ids], dtype="float64")
-        return ((q * 86.4 / area - self.q_mu) / self.q_sd).astype("float32")
+        return DischargeNorm(self.q_mu, self.q_sd, np.ones(len(ids))).normalise(q, area)
 
     def close(self) -> None:
         self.reader.close()

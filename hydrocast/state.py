@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from . import fsio
-from .errors import BadInputError, BusyError
+from .errors import BadInputError
 
 FORMAT = "hydrocast-state"
 FORMAT_VERSION = 1
@@ -138,7 +138,6 @@ def save_state(path: Path, state: SavedState) -> Path:
     ``<path>.lock``; creates the folder. BusyError when another run holds the lock for 30 s;
     DiskFullError / OutputError naming the file when it cannot be written (the old file stays).
     ValueError (before anything is written) for an inconsistent state or non-JSON ``extra``."""
-    from filelock import FileLock, Timeout
     from safetensors.torch import save
 
     path = Path(path)
@@ -146,22 +145,14 @@ def save_state(path: Path, state: SavedState) -> Path:
     # a copy on the CPU: safetensors refuses tensors that share memory (views of one buffer)
     tensors = {str(k): v.detach().to("cpu", copy=True).contiguous() for k, v in state.tensors.items()}
     data = save(tensors, metadata={META_KEY: header})
-    lock_path = path.with_name(path.name + ".lock")
-    lock = FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S)
-    try:
-        with fsio.write_errors(path):  # a read-only folder: exit 73; no space: 74
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
-    except Timeout:
-        raise BusyError(f"{path}: another hydrocast run is saving this state (lock {lock_path} is held); "
-                        "retry later") from None
-    try:
-        def _write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
+
+    def _write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    with fsio.held_lock(path, f"{path}: another hydrocast run is saving this state (lock {{lock}} is held); "
+                        "retry later", timeout=LOCK_TIMEOUT_S):
         return fsio.atomic_write(path, _write)
-    finally:
-        lock.release()
 
 
 def _parse(meta: dict | None) -> tuple[str, np.datetime64, np.datetime64, np.ndarray, dict]:

@@ -254,18 +254,7 @@ class HydroConvLSTM(nn.Module):
         x_static = self._static(streams.get("static"), b, height, width)
         obs_maps, extra = [], None
         if hp["observed"]:
-            obs = streams.get("obs")
-            masks = streams["obs_basins"].to(x_dyn.device, x_dyn.dtype)
-            if obs is None:
-                obs = x_dyn.new_full((b, t, masks.shape[0]), float("nan"))
-            om, ov = observation_maps(obs.to(x_dyn.dtype), masks)
-            obs_maps = [om, ov]
-            if basin_ch is not None:
-                index = streams.get("obs_index")
-                if index is None:
-                    index = torch.full((basin_ch.shape[0],), -1, dtype=torch.long)
-                extra = observation_features(obs.to(x_dyn.dtype), index.to(x_dyn.device), basin_ch.to(x_dyn.device),
-                                             om, ov)
+            obs_maps, extra = _observations(streams, x_dyn)
         x = self._inputs(x_dyn, x_static, obs_maps, 0.0)
         h, states = self.core(x, state, keep_states=bool(hp["rollout"]))
         lead, m, j = hp["lead_days"], hp["n_map_outputs"], hp["runoff_features"]
@@ -306,6 +295,24 @@ class HydroConvLSTM(nn.Module):
             q = self.basin_head(None, basin_ch.to(hf.device), generation=generation,
                                 extra=None if extra is None else extra[:, days])
         return {"q": q, "maps": maps, "runoff": runoff, "state": final}
+
+
+def _observations(streams: Mapping[str, torch.Tensor], x: torch.Tensor):
+    """The observation maps ``[value, validity]`` (B, T, H, W each) and the read-out basins'
+    :func:`observation_features` (None without ``"basins"``) of ``streams``; ``x`` (B, T, ...) the
+    dynamic input, for shape, device and dtype. No ``"obs"`` = every gauge silent; no
+    ``"obs_index"`` = no read-out basin is a gauge."""
+    b, t = x.shape[:2]
+    masks = streams["obs_basins"].to(x.device, x.dtype)
+    obs = streams.get("obs")
+    obs = x.new_full((b, t, masks.shape[0]), float("nan")) if obs is None else obs.to(x.device, x.dtype)
+    om, ov = observation_maps(obs, masks)
+    basin_ch = streams.get("basins")
+    if basin_ch is None:
+        return [om, ov], None
+    index = streams.get("obs_index")
+    index = torch.full((basin_ch.shape[0],), -1, dtype=torch.long) if index is None else index
+    return [om, ov], observation_features(obs, index.to(x.device), basin_ch.to(x.device), om, ov)
 
 
 def observation_maps(obs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -420,16 +427,7 @@ def lumped_inputs(streams: Mapping[str, torch.Tensor], observed: int = 0, foreca
     st = torch.cat([st, area], dim=1)
     parts = [dyn, st.view(1, 1, *st.shape).expand(b, t, -1, -1)]
     if observed:
-        obs = streams.get("obs")
-        masks = streams["obs_basins"].to(x.device, x.dtype)
-        if obs is None:
-            obs = x.new_full((b, t, masks.shape[0]), float("nan"))
-        obs = obs.to(x.dtype)
-        om, ov = observation_maps(obs, masks)
-        index = streams.get("obs_index")
-        if index is None:
-            index = torch.full((basin_ch.shape[0],), -1, dtype=torch.long)
-        parts.append(observation_features(obs, index.to(x.device), basin_ch.to(x.device), om, ov))
+        parts.append(_observations(streams, x)[1])
     if forecast:
         fc = streams["forecast"].to(x.dtype)  # (B, T, L, C, H, W)
         mask = basin_ch[:, 0].to(x.dtype)

@@ -372,7 +372,6 @@ def read_run(run: Run, bbox=None):
     ``None``. Attrs: ``units`` "mm", ``reference_time`` (ISO, UTC), ``stream``, ``centre``, ``ensemble``
     (0/1), ``source_files``. See the module doc for the rules and what is refused."""
     import rioxarray  # noqa: F401  (registers the .rio accessor)
-    import xarray as xr
 
     from .generic import select_lonlat
 
@@ -414,23 +413,7 @@ def read_run(run: Run, bbox=None):
                 acc[i, k] = values[np.ix_(iy, ix)] * factor
         finally:
             ds.close()
-    daily = np.diff(acc, axis=1)
-    worst = np.nanmin(daily) if np.isfinite(daily).any() else 0.0
-    if worst < -NOISE_MM:
-        i, k = np.unravel_index(np.nanargmin(daily), daily.shape)[:2]
-        raise BadInputError(f"{run.where()}: tp of the {run.label} decreases by {-worst:.3g} mm over lead day {k + 1}"
-                            f" (member {members[i]}): not an accumulation from the run's start")
-    daily = np.where(daily < 0, 0.0, daily).astype("float32")
-    ref = run.reference_time
-    valid = np.array([ref + np.timedelta64(24 * (k - 1), "h") for k in range(1, n_days + 1)], "datetime64[ns]")
-    coords = {"member": np.array(members, "int64"), "lead_day": np.arange(1, n_days + 1, dtype="int64"),
-              "y": np.asarray(lat_out, "float64"), "x": np.asarray(lon_out, "float64"),
-              "valid_start": ("lead_day", valid)}
-    attrs = {"units": "mm", "long_name": "precipitation total of the lead day (24 h from valid_start)",
-             "reference_time": str(ref) + "Z", "stream": run.stream, "centre": run.centre,
-             "ensemble": int(run.ensemble), "source_files": " ".join(p.name for p in run.paths)}
-    return xr.DataArray(daily, dims=("member", "lead_day", "y", "x"), coords=coords, attrs=attrs).rio.write_crs(
-        "EPSG:4326")
+    return _daily_totals(run, members, acc, lat_out, lon_out, n_days)
 
 
 def _decode(fh, m: Message, cache: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -472,7 +455,6 @@ class RunReader:
 
     def read(self, run: Run):
         import rioxarray  # noqa: F401  (registers the .rio accessor)
-        import xarray as xr
 
         from .generic import select_lonlat
 
@@ -497,23 +479,7 @@ class RunReader:
                 full = np.full((lat_axis.size, lon_axis.size), np.nan)
                 full[rows, cols] = values
                 acc[i, k] = full[np.ix_(iy, ix)] * factor
-        daily = np.diff(acc, axis=1)
-        worst = np.nanmin(daily) if np.isfinite(daily).any() else 0.0
-        if worst < -NOISE_MM:
-            i, k = np.unravel_index(np.nanargmin(daily), daily.shape)[:2]
-            raise BadInputError(f"{run.where()}: tp of the {run.label} decreases by {-worst:.3g} mm over lead "
-                                f"day {k + 1} (member {members[i]}): not an accumulation from the run's start")
-        daily = np.where(daily < 0, 0.0, daily).astype("float32")
-        ref = run.reference_time
-        valid = np.array([ref + np.timedelta64(24 * (k - 1), "h") for k in range(1, n_days + 1)], "datetime64[ns]")
-        coords = {"member": np.array(members, "int64"), "lead_day": np.arange(1, n_days + 1, dtype="int64"),
-                  "y": np.asarray(lat_out, "float64"), "x": np.asarray(lon_out, "float64"),
-                  "valid_start": ("lead_day", valid)}
-        attrs = {"units": "mm", "long_name": "precipitation total of the lead day (24 h from valid_start)",
-                 "reference_time": str(ref) + "Z", "stream": run.stream, "centre": run.centre,
-                 "ensemble": int(run.ensemble), "source_files": " ".join(p.name for p in run.paths)}
-        return xr.DataArray(daily, dims=("member", "lead_day", "y", "x"), coords=coords,
-                            attrs=attrs).rio.write_crs("EPSG:4326")
+        return _daily_totals(run, members, acc, lat_out, lon_out, n_days)
 
     def close(self) -> None:
         files, self._files = self._files, {}
@@ -529,6 +495,31 @@ class RunReader:
 
 
 # -- which run serves which issue date --------------------------------------------------------
+
+def _daily_totals(run: Run, members, acc: np.ndarray, lat_out, lon_out, n_days: int):
+    """The lead-day totals (member, lead_day, y, x) mm from the accumulations ``acc`` (member, step
+    0..n_days, y, x): de-accumulated, packing noise clipped, a real decrease refused."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
+
+    daily = np.diff(acc, axis=1)
+    worst = np.nanmin(daily) if np.isfinite(daily).any() else 0.0
+    if worst < -NOISE_MM:
+        i, k = np.unravel_index(np.nanargmin(daily), daily.shape)[:2]
+        raise BadInputError(f"{run.where()}: tp of the {run.label} decreases by {-worst:.3g} mm over lead day {k + 1}"
+                            f" (member {members[i]}): not an accumulation from the run's start")
+    daily = np.where(daily < 0, 0.0, daily).astype("float32")
+    ref = run.reference_time
+    valid = np.array([ref + np.timedelta64(24 * (k - 1), "h") for k in range(1, n_days + 1)], "datetime64[ns]")
+    coords = {"member": np.array(members, "int64"), "lead_day": np.arange(1, n_days + 1, dtype="int64"),
+              "y": np.asarray(lat_out, "float64"), "x": np.asarray(lon_out, "float64"),
+              "valid_start": ("lead_day", valid)}
+    attrs = {"units": "mm", "long_name": "precipitation total of the lead day (24 h from valid_start)",
+             "reference_time": str(ref) + "Z", "stream": run.stream, "centre": run.centre,
+             "ensemble": int(run.ensemble), "source_files": " ".join(p.name for p in run.paths)}
+    return xr.DataArray(daily, dims=("member", "lead_day", "y", "x"), coords=coords, attrs=attrs).rio.write_crs(
+        "EPSG:4326")
+
 
 def lead_days_for_issue(run_reference_time, issue_date, n_leads: int,
                         run_lead_days: int | None = None) -> list[int | None]:
