@@ -425,7 +425,9 @@ def evaluate(
     json_out: bool = JsonOpt,
 ) -> None:
     """Hindcast every day of a period; score the ConvLSTM against the lumped LSTM, persistence
-    and climatology on the same days (NSE, KGE and its parts, bias, RMSE, peak timing)."""
+    and climatology on the same days (NSE, KGE and its parts, bias, RMSE, peak timing), and the
+    forecast distributions (CRPS, CRPSS, interval coverage, PIT, warnings at the thresholds), with
+    a basin-by-basin paired comparison of the ConvLSTM and the lumped LSTM."""
     with command_run("evaluate", quiet, json_out) as run:
         from . import config as config_mod
 
@@ -437,11 +439,14 @@ def evaluate(
         if not json_out:
             from rich.console import Console as RichConsole
 
-            from .evaluate import render_table
+            from .evaluate import render_probabilistic, render_table
 
-            RichConsole(width=110).print(render_table(result))
-            print(result.hindcast)
-            print(result.metrics_csv)
+            console = RichConsole(width=110)
+            console.print(render_table(result))
+            if result.probabilistic:
+                console.print(render_probabilistic(result))
+            for path in result.files:
+                print(path)
         run.finish(result)
 
 

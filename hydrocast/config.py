@@ -96,11 +96,12 @@ class TrainConfig:
     lead_days: int = 3
     inputs: list[str] | None = None
     warmup_days: int = 30
-    window_days: int = 90
+    window_days: int = 45
     memory_days: int = 365
     observed_discharge: bool = True
     forecast_source: str = "auto"
     forecast_stand_in: bool = True
+    probabilistic: bool = True
     hidden: int = 16
     depth: int = 1
     kernel: int = 3
@@ -116,6 +117,14 @@ class TrainConfig:
 
 
 @dataclass
+class ThresholdsConfig:
+    path: Path | None = None
+    return_periods: list[float] = field(default_factory=lambda: [2.0, 5.0, 20.0])
+    min_years: int = 5
+    year_start_month: int = 1
+
+
+@dataclass
 class Config:
     path: Path | None
     root: Path
@@ -125,6 +134,7 @@ class Config:
     basins: BasinsConfig
     discharge: DischargeConfig
     train: TrainConfig
+    thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
 
     def resolve(self, p: str | Path) -> Path:
         """A path from the config, made absolute relative to the config file's folder."""
@@ -151,7 +161,7 @@ class Config:
 
 #: The config's sections (``[[sources]]`` aside) and the dataclass each one fills.
 SECTIONS: dict[str, type] = {"grid": GridConfig, "cube": CubeConfig, "basins": BasinsConfig,
-                             "discharge": DischargeConfig, "train": TrainConfig}
+                             "discharge": DischargeConfig, "train": TrainConfig, "thresholds": ThresholdsConfig}
 
 
 def _resolve(root: Path, p: str | Path) -> Path:
@@ -344,7 +354,17 @@ def parse(data: dict, path: Path | None = None, root: Path | None = None) -> Con
         basins=_section(BasinsConfig, data.get("basins", {}), f"{name}: [basins]"),
         discharge=_section(DischargeConfig, data.get("discharge", {}), f"{name}: [discharge]"),
         train=_section(TrainConfig, data.get("train", {}), f"{name}: [train]"),
+        thresholds=_section(ThresholdsConfig, data.get("thresholds", {}), f"{name}: [thresholds]"),
     )
+    th = cfg.thresholds
+    if not th.return_periods or any(not (t > 1) for t in th.return_periods):
+        raise ConfigError(f"{name}: [thresholds] return_periods must be a non-empty list of years > 1, "
+                          f"got {th.return_periods}")
+    if th.min_years < 3:
+        raise ConfigError(f"{name}: [thresholds] min_years must be >= 3 (a fit needs 3 annual maxima), "
+                          f"got {th.min_years}")
+    if not 1 <= th.year_start_month <= 12:
+        raise ConfigError(f"{name}: [thresholds] year_start_month must be 1..12, got {th.year_start_month}")
     tr = cfg.train
     for key in ("train_period", "validation_period", "test_period"):
         _period(getattr(tr, key), f"{name}: [train] {key}")
@@ -399,6 +419,7 @@ SECTION_DOCS: dict[str, str] = {
     "basins": "The basins whose outlets are forecast.",
     "discharge": "Observed discharge of the gauged basins (training targets, evaluation).",
     "train": "Training periods, the forecast horizon, the network's size and the optimiser.",
+    "thresholds": "Flood thresholds: return-period flows fitted at training time, or your own warning levels.",
 }
 
 #: Meaning (and starter value) of every key of the dataclass sections (tests check both ways).
@@ -450,6 +471,8 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
         "forecast_source": KeyDoc("The weather-forecast source the lead days roll over: auto (the config's "
                                   "nwp source, if any), a source name, or none."),
         "forecast_stand_in": KeyDoc("Train on observed rain with noise where the forecast archive has no run."),
+        "probabilistic": KeyDoc("Also forecast the distribution (19 quantiles, pinball loss, spread calibrated on "
+                                "the validation period): intervals and exceedance probabilities."),
         "hidden": KeyDoc("ConvLSTM width (hidden channels); e.g. 64 for a real region on a GPU."),
         "depth": KeyDoc("Stacked ConvLSTM layers."),
         "kernel": KeyDoc("Convolution kernel size (odd)."),
@@ -457,11 +480,22 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
         "batch_size": KeyDoc("Sequences per optimiser step."),
         "learning_rate": KeyDoc("AdamW learning rate (halved after 2 epochs without progress)."),
         "weight_decay": KeyDoc("AdamW weight decay."),
-        "patience": KeyDoc("Early stop after this many epochs without a better validation NSE."),
+        "patience": KeyDoc("Early stop after this many epochs without a better validation NSE (mean over the leads)."),
         "grad_clip": KeyDoc("Gradient norm clipping."),
         "seed": KeyDoc("Random seed (`train --seed` overrides it)."),
         "device": KeyDoc("auto (a GPU when there is one), cpu, cuda or cuda:N (`train --device` overrides it)."),
         "max_minutes": KeyDoc("Stop training after this many minutes (0: no limit)."),
+    },
+    "thresholds": {
+        "path": KeyDoc("Your own thresholds CSV (basin,name,discharge_m3s[,return_period_years,...]; e.g. official "
+                       "warning levels): used instead of the model's for the basins it lists.",
+                       "thresholds/official.csv"),
+        "return_periods": KeyDoc("Return periods (years) of the flows fitted at training time (GEV/Gumbel by "
+                                 "L-moments on annual maxima)."),
+        "min_years": KeyDoc("Observed annual maxima a basin needs for an observed fit; below, the model's own "
+                            "hindcast is used (as GloFAS does)."),
+        "year_start_month": KeyDoc("First month of the year whose maxima are taken (1: calendar year, 10: "
+                                   "October water year)."),
     },
 }
 
@@ -587,7 +621,7 @@ def starter_toml() -> str:
            "# at its default (or an example value): remove the `#` to set it. Relative paths are relative to",
            "# this file's folder. Every key is explained in README.md, \"Configuration reference\".", ""]
     seen: set = set()
-    for section in ("grid", "sources", "cube", "basins", "discharge", "train"):
+    for section in ("grid", "sources", "cube", "basins", "discharge", "train", "thresholds"):
         if section == "sources":
             out += _comment(f"---- [[sources]]: {SECTION_DOCS['sources']}") + [""]
             for i, (name, kind, paths, live) in enumerate(STARTER_SOURCES):
@@ -603,7 +637,7 @@ def starter_toml() -> str:
         out += _comment(f"---- [{section}]: {SECTION_DOCS[section]}") + [f"[{section}]"]
         for f in dataclasses.fields(SECTIONS[section]):
             doc = KEY_DOCS[section][f.name]
-            default = f.default
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
             value = doc.example if (doc.active and doc.example is not None) or default is None else default
             out += _setting(f.name, value, doc, doc.active, seen)
         out.append("")

@@ -9,6 +9,21 @@ only where that model and the observation both have a value.
 
 Writes ``hindcast.nc`` (CF, see :mod:`hydrocast.netcdf`) and ``metrics.csv`` (one row per model,
 basin and lead, plus the median over basins) into ``--out``, and prints the median table.
+
+Probabilistic evaluation (a model with a forecast distribution, :mod:`hydrocast.probmetrics`)
+--------------------------------------------------------------------------------------------
+``probabilistic.csv``: per system (the ConvLSTM, the lumped LSTM, and the two reference
+ensembles: the **climatology ensemble**, the training-period observations within ±15 days of
+the valid day's day of year, and the **persistence ensemble**, the issue day's flow plus the
+training-period distribution of lead-day changes), basin and lead: mean CRPS (every system as
+the same 19 quantiles, scored by the same quantile-CRPS estimator), CRPSS against each
+reference, the coverage of the 50 % and 90 % intervals, the PIT histogram's chi-square p-value
+and mean absolute deviation from uniform, plus median rows. ``warnings.csv``: per system,
+basin, lead and threshold (the model's return-period flows, or ``[thresholds] path``): Brier
+score, hits, misses, false alarms, hit rate and false-alarm ratio of warnings issued at an
+exceedance probability of 0.5 or more. ``paired.csv``: per lead, the ConvLSTM against the
+lumped LSTM basin by basin (NSE and CRPS): median difference, its 90 % bootstrap interval,
+the Wilcoxon signed-rank p-value and the number of basins where the ConvLSTM wins.
 """
 
 from __future__ import annotations
@@ -52,11 +67,15 @@ class EvaluateResult:
     period: tuple = ()
     n_issue_days: int = 0
     model_id: str | None = None
+    probabilistic: dict = field(default_factory=dict)  # system -> lead -> {crps, crpss_*, coverage_*, ...}
+    paired: dict = field(default_factory=dict)  # lead -> score -> {median_difference, ci_low, ...}
+    files: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"hindcast": self.hindcast, "metrics_csv": self.metrics_csv, "model_id": self.model_id,
                 "period": list(self.period),
-                "issue_days": self.n_issue_days, "median": self.medians}
+                "issue_days": self.n_issue_days, "median": self.medians, "probabilistic": self.probabilistic,
+                "paired": self.paired, "files": self.files}
 
 
 def evaluate(cfg: Config, period: str | None, out_dir: Path, basins_path: Path | None = None,
@@ -124,18 +143,135 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
 
     out_dir = prepare_out_dir(Path(out_dir))
     issue_days = days[a:b + 1]
+    quantiles = None
+    if fc.levels is not None:
+        def to_btq(x):  # (T, N, L, Q) -> (N, T, L, Q)
+            return np.transpose(np.where(ok[:, None, None, None], x, np.nan), (1, 0, 2, 3)).astype("float64")
+
+        quantiles = {"simulated": to_btq(res["convlstm"].extra["q_quantiles"]),
+                     "lumped_lstm": to_btq(res["lumped_lstm"].extra["q_quantiles"])}
     ds = hindcast_dataset(basins.ids, issue_days, leads, sims["convlstm"], obs_bt,
                           {k: v for k, v in sims.items() if k != "convlstm"},
                           [i["outlet_lon"] for i in basins.info], [i["outlet_lat"] for i in basins.info],
-                          [i["area_km2"] for i in basins.info], model_id=fc.model_id)
+                          [i["area_km2"] for i in basins.info], model_id=fc.model_id,
+                          quantiles=quantiles, levels=fc.levels)
+    prob = None
+    if quantiles is not None:
+        thresholds = fc.thresholds(basins, log)
+        prob = probabilistic_scores(fc.levels, quantiles, obs_bt, q_obs, days, a, b, ok, tp, basins.ids, thresholds)
     hc = write_dataset(ds, out_dir / "hindcast.nc")
     csv_path = out_dir / "metrics.csv"
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
+    files = [str(hc), str(csv_path)]
     med = table[table["basin"] == "median"]
     medians = {m: {int(r["lead_days"]): {k: _f(r[k]) for k in ("nse", "kge", "pbias", "rmse", "peak_timing")}
                    for _, r in med[med["model"] == m].iterrows()} for m in sims}
+    result = EvaluateResult(str(hc), str(csv_path), medians, (str(start), str(end)), int(ok.sum()), fc.model_id)
+    result.paired = {lead_: {"nse": paired(table, "nse", lead_)} for lead_ in leads}
+    if prob is not None:
+        for lead_ in leads:
+            result.paired[lead_]["crps"] = paired(prob["scores"], "crps", lead_, higher_better=False)
+        for name, frame in (("probabilistic", prob["scores"]), ("warnings", prob["warnings"])):
+            path = out_dir / f"{name}.csv"
+            atomic_write_text(path, frame.to_csv(index=False, float_format="%.4f"))
+            files.append(str(path))
+        result.probabilistic = prob["medians"]
+    rows = [{"lead_days": lead_, "score": k, **v} for lead_, d in result.paired.items() for k, v in d.items()]
+    path = out_dir / "paired.csv"
+    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.4f"))
+    files.append(str(path))
+    result.files = files
     log(f"hindcast {start}..{end}: {int(ok.sum())} issue days, {N} basins -> {hc}")
-    return EvaluateResult(str(hc), str(csv_path), medians, (str(start), str(end)), int(ok.sum()), fc.model_id)
+    return result
+
+
+#: the probabilistic systems scored: the model's two distributions and the two reference ensembles
+PROB_SYSTEMS = ("convlstm", "lumped_lstm", "climatology_ensemble", "persistence_ensemble")
+PROB_SCORES = ("crps", "crpss_climatology", "crpss_persistence", "coverage_50", "coverage_90", "pit_p_value",
+               "pit_mad")
+
+
+def probabilistic_scores(levels, quantiles: dict, obs_bt: np.ndarray, q_obs: np.ndarray, days: np.ndarray,
+                         a: int, b: int, ok: np.ndarray, train_period, basin_ids: list, thresholds: dict) -> dict:
+    """The probabilistic tables of the module docstring. ``quantiles``: "simulated" (the ConvLSTM)
+    and "lumped_lstm", (N, T, L, Q) m3/s; ``obs_bt`` (N, T, L) observed on the valid days;
+    ``q_obs`` (cube days, N) observed discharge (the reference ensembles take the training period's
+    only, and the issue day's for persistence)."""
+    import pandas as pd
+
+    from .probmetrics import (
+        brier_quantiles,
+        climatology_ensemble,
+        contingency_quantiles,
+        crps_quantiles,
+        crpss,
+        persistence_ensemble,
+        pit_quantiles,
+        pit_uniformity,
+        quantile_coverage,
+        quantiles_of,
+    )
+
+    N, T, L, _ = quantiles["simulated"].shape
+    t0 = int((np.datetime64(train_period[0], "D") - days[0]).astype(int))
+    t1 = int((np.datetime64(train_period[1], "D") - days[0]).astype(int))
+    t0, t1 = max(t0, 0), min(t1, len(days) - 1)
+    train_days = days[t0:t1 + 1]
+    issue = days[a:b + 1]
+    systems = {"convlstm": quantiles["simulated"], "lumped_lstm": quantiles["lumped_lstm"]}
+    clim = np.full_like(systems["convlstm"], np.nan)
+    pers = np.full_like(systems["convlstm"], np.nan)
+    for n in range(N):
+        train_q = q_obs[t0:t1 + 1, n]
+        for l in range(L):
+            valid_days = issue + np.timedelta64(l + 1, "D")
+            clim[n, :, l] = quantiles_of(climatology_ensemble(train_days, train_q, valid_days), levels)
+            p = persistence_ensemble(q_obs[a:b + 1, n], l + 1, train_q)
+            pers[n, :, l] = np.where(ok[:, None], quantiles_of(p, levels), np.nan)
+    systems["climatology_ensemble"] = np.where(ok[None, :, None, None], clim, np.nan)
+    systems["persistence_ensemble"] = pers
+    rows, warn_rows = [], []
+    for n, bid in enumerate(basin_ids):
+        for l in range(L):
+            o = obs_bt[n, :, l]
+            ref = {k: float(np.nanmean(crps_quantiles(o, systems[k][n, :, l], levels)))
+                   if np.isfinite(o).any() else np.nan for k in ("climatology_ensemble", "persistence_ensemble")}
+            for name, qq in systems.items():
+                c = crps_quantiles(o, qq[n, :, l], levels)
+                mean_c = float(np.nanmean(c)) if np.isfinite(c).any() else np.nan
+                u = pit_uniformity(pit_quantiles(o, qq[n, :, l], levels)[np.isfinite(c)])
+                rows.append({"model": name, "basin": bid, "lead_days": l + 1, "crps": mean_c,
+                             "crpss_climatology": crpss(mean_c, ref["climatology_ensemble"]),
+                             "crpss_persistence": crpss(mean_c, ref["persistence_ensemble"]),
+                             "coverage_50": quantile_coverage(o, qq[n, :, l], levels, 0.5),
+                             "coverage_90": quantile_coverage(o, qq[n, :, l], levels, 0.9),
+                             "pit_p_value": u["p_value"], "pit_mad": u["mad"], "n": int(np.isfinite(c).sum())})
+                for t in thresholds.get(bid, []):
+                    ct = contingency_quantiles(o, qq[n, :, l], levels, t.discharge_m3s)
+                    warn_rows.append({"model": name, "basin": bid, "lead_days": l + 1, "threshold": t.name,
+                                      "threshold_m3s": t.discharge_m3s, "source": t.source,
+                                      "brier": brier_quantiles(o, qq[n, :, l], levels, t.discharge_m3s),
+                                      **{k: ct[k] for k in ("n_events", "hits", "misses", "false_alarms",
+                                                            "hit_rate", "false_alarm_ratio", "n")}})
+    scores = pd.DataFrame(rows)
+    med = scores.groupby(["model", "lead_days"], sort=False)[list(PROB_SCORES)].median().reset_index()
+    med.insert(1, "basin", "median")
+    scores = pd.concat([scores, med], ignore_index=True)
+    medians = {m: {int(r["lead_days"]): {k: _f(r[k]) for k in PROB_SCORES}
+                   for _, r in med[med["model"] == m].iterrows()} for m in systems}
+    return {"scores": scores, "warnings": pd.DataFrame(warn_rows), "medians": medians}
+
+
+def paired(table, score: str, lead: int, higher_better: bool = True) -> dict:
+    """The ConvLSTM against the lumped LSTM on ``score`` at ``lead``, basin by basin
+    (:func:`hydrocast.probmetrics.paired_median_difference`; positive = the ConvLSTM is better)."""
+    from .probmetrics import paired_median_difference
+
+    t = table[(table["basin"] != "median") & (table["lead_days"] == lead)]
+    conv = t[t["model"] == "convlstm"].set_index("basin")[score]
+    lum = t[t["model"] == "lumped_lstm"].set_index("basin")[score].reindex(conv.index)
+    x, y = (conv.to_numpy(float), lum.to_numpy(float)) if higher_better else (lum.to_numpy(float), conv.to_numpy(float))
+    return {k: _f(v) if isinstance(v, float) else v for k, v in paired_median_difference(x, y).items()}
 
 
 def _f(x) -> float | None:
@@ -156,4 +292,28 @@ def render_table(result: EvaluateResult) -> "object":
         for lead, v in per_lead.items():
             cells = [v["nse"], v["kge"], v["pbias"], v["rmse"], v["peak_timing"]]
             t.add_row(m, str(lead), *("-" if c is None else f"{c:.3f}" for c in cells))
+    return t
+
+
+def render_probabilistic(result: EvaluateResult) -> "object":
+    """The median-over-basins probabilistic skill and the paired comparison as a rich Table."""
+    from rich.table import Table
+
+    t = Table(title="forecast distributions, median over basins (CRPS m3/s; CRPSS vs the climatology / persistence "
+                    "ensembles; interval coverage; PIT: mean abs. deviation of 10 bins from 0.1)")
+    for k in ("model", "lead", "CRPS", "CRPSS clim", "CRPSS pers", "cover 50 %", "cover 90 %", "PIT MAD"):
+        t.add_column(k, justify="left" if k == "model" else "right")
+    for m, per_lead in result.probabilistic.items():
+        for lead, v in per_lead.items():
+            cells = [v["crps"], v["crpss_climatology"], v["crpss_persistence"], v["coverage_50"], v["coverage_90"],
+                     v["pit_mad"]]
+            t.add_row(m, str(lead), *("-" if c is None else f"{c:.3f}" for c in cells))
+    for lead, d in result.paired.items():
+        for score, v in d.items():
+            if v.get("median_difference") is None:
+                continue
+            t.add_row(f"ConvLSTM - lumped, {score}", str(lead), f"{v['median_difference']:+.3f}",
+                      f"[{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]" if v.get("ci_low") is not None else "-",
+                      f"p={v['wilcoxon_p']:.2f}" if v.get("wilcoxon_p") is not None else "-",
+                      f"{v['wins']}/{v['n']} wins", "", "")
     return t

@@ -10,6 +10,9 @@ recurrent state, and returns a :class:`PeriodRun` whose arrays carry named dimen
 
     q        (issue_day, basin, lead)     discharge, m3/s, never negative
     q_norm   (issue_day, basin, lead)     the network's standardised specific discharge
+    q_quantiles       (issue_day, basin, lead, quantile)  the forecast distribution, m3/s, at
+                      :data:`hydrocast.model.QUANTILE_LEVELS` (a model with ``quantiles=1``)
+    q_quantiles_norm  (issue_day, basin, lead, quantile)  the same, standardised
     maps     (issue_day, lead, y, x)      forecast map (normalised), ConvLSTM only
     runoff   (issue_day, lead, y, x)      runoff-generation map, ConvLSTM only
 
@@ -30,7 +33,9 @@ from .windows import to_discharge
 @dataclass
 class PeriodRun:
     DIMS = {"q": ("issue_day", "basin", "lead"), "q_norm": ("issue_day", "basin", "lead"),
-            "maps": ("issue_day", "lead", "y", "x"), "runoff": ("issue_day", "lead", "y", "x")}
+            "maps": ("issue_day", "lead", "y", "x"), "runoff": ("issue_day", "lead", "y", "x"),
+            "q_quantiles": ("issue_day", "basin", "lead", "quantile"),
+            "q_quantiles_norm": ("issue_day", "basin", "lead", "quantile")}
 
     issue_days: np.ndarray  # datetime64[D], (T,)
     q: np.ndarray
@@ -47,7 +52,12 @@ class PeriodRun:
 
         variables = {k: (self.DIMS[k], self[k]) for k in ("q", "q_norm", *self.extra)}
         lead = np.arange(1, self.q.shape[-1] + 1)
-        return xr.Dataset(variables, coords={"issue_day": self.issue_days, "basin": list(basin_ids), "lead": lead})
+        coords = {"issue_day": self.issue_days, "basin": list(basin_ids), "lead": lead}
+        if "q_quantiles" in self.extra:
+            from .model import QUANTILE_LEVELS
+
+            coords["quantile"] = list(QUANTILE_LEVELS)
+        return xr.Dataset(variables, coords=coords)
 
 
 def autocast(device):
@@ -137,6 +147,12 @@ def run_period(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, wi
             maps, runoff = maps[:, a - s:], runoff[:, a - s:]
         extra["maps"] = maps[0].float().cpu().numpy()
         extra["runoff"] = runoff[0].float().cpu().numpy()
+    if "q_quantiles" in out:
+        qq = out["q_quantiles"][0].float().cpu().numpy()
+        qq = qq[a - s:] if qq.shape[0] != b - a + 1 else qq
+        extra["q_quantiles_norm"] = qq
+        extra["q_quantiles"] = np.moveaxis(to_discharge(np.moveaxis(qq, -1, 0), inp.q_mean, inp.q_std,
+                                                        inp.area_km2), 0, -1)
     run = PeriodRun(inp.reader.days[a:b + 1], to_discharge(qn, inp.q_mean, inp.q_std, inp.area_km2), qn, extra)
     run.state = out.get("state")
     return run

@@ -82,6 +82,19 @@ dimensions                     ``station`` (one per basin), ``lead_time``, ``nam
 ``last_observation_time``      (station) end of the observed day (its date + 1 day), bounds
                                ``last_observation_time_bnds`` (only when every basin of the file has
                                an observation: a CF boundary variable may not hold fill values)
+``quantile`` (quantile)        float64 quantile levels of the forecast distribution (0.05 .. 0.95;
+                               a model trained with ``probabilistic = true``), units ``1``
+``discharge_quantiles``        float32 (station, lead_time, quantile) m3 s-1: the forecast
+                               distribution's quantiles (never crossing)
+``discharge_median``           float32 (station, lead_time) m3 s-1: its median (quantile 0.5)
+``threshold`` (threshold)      int32 index of the discharge thresholds (return periods or official
+                               levels: :mod:`hydrocast.thresholds`), with ``threshold_name``
+                               (threshold, char), ``threshold_discharge`` (station, threshold) m3 s-1
+                               and ``threshold_return_period`` (station, threshold) years (NaN: a
+                               named level)
+``exceedance_probability``     float32 (station, lead_time, threshold) units ``1``: the share of the
+                               forecast distribution above each threshold (NaN where a basin has
+                               no such threshold)
 ============================== ==================================================================
 
 Forecast maps (:func:`forecast_map_dataset`)
@@ -127,6 +140,9 @@ dimensions                     ``basin``, ``forecast_reference_time``, ``lead_ti
                                its ACDD time check fails on a 2-D axis-T variable.)
 ``discharge_simulated``        float32 (basin, lead_time, forecast_reference_time) m3 s-1: the
                                ConvLSTM (time last: CF's recommended dimension order)
+``discharge_simulated_quantiles`` float32 (basin, lead_time, quantile, forecast_reference_time):
+                               its forecast distribution (``quantile`` as in the hydrograph file),
+                               with ``discharge_lumped_lstm_quantiles`` for the lumped LSTM
 ``discharge_observed``         float32 (same dims) m3 s-1, observed on the valid day
 ``discharge_<baseline>``       float32 (same dims) m3 s-1, e.g. ``lumped_lstm``,
                                ``persistence``, ``climatology``
@@ -297,9 +313,48 @@ def _source(step: str, what: str, model_id: str | None) -> str:
 
 
 # -- the three products --------------------------------------------------------------------------------
+def _quantile_coord(levels):
+    import xarray as xr
+
+    return xr.Variable("quantile", np.asarray(levels, dtype="float64"),
+                       {"long_name": "quantile level of the forecast distribution (probability of not exceeding)",
+                        "units": "1", "coverage_content_type": "coordinate"})
+
+
+def _threshold_vars(dim: str, thresholds: Mapping, n: int, n_leads: int, coordinates: str) -> tuple[dict, dict]:
+    """Coordinates and data variables of the thresholds and their exceedance probabilities (see the
+    module docstring); ``thresholds``: ``names`` (K,), ``discharge`` (basin, K), ``return_period``
+    (basin, K), ``probability`` (basin, lead, K)."""
+    import xarray as xr
+
+    names = [str(x) for x in thresholds["names"]]
+    k = len(names)
+    q = np.asarray(thresholds["discharge"], dtype="float32").reshape(n, k)
+    rp = np.asarray(thresholds["return_period"], dtype="float32").reshape(n, k)
+    prob = np.asarray(thresholds["probability"], dtype="float32").reshape(n, n_leads, k)
+    coords = {"threshold": xr.Variable("threshold", np.arange(k, dtype="int32"),
+                                       {"long_name": "index of the discharge threshold",
+                                        "coverage_content_type": "coordinate"}),
+              "threshold_name": xr.Variable("threshold", np.asarray(names, dtype=str),
+                                            {"long_name": "name of the discharge threshold (5y: the 5-year flood)",
+                                             "coverage_content_type": "auxiliaryInformation"})}
+    tq = xr.Variable((dim, "threshold"), q, {"standard_name": DISCHARGE_STD, "units": DISCHARGE_UNITS,
+                                             "long_name": "discharge threshold (daily mean)",
+                                             "coverage_content_type": "referenceInformation"})
+    trp = xr.Variable((dim, "threshold"), rp, {"long_name": "return period of the threshold (NaN: a named level)",
+                                               "units": "year", "coverage_content_type": "referenceInformation"})
+    pv = xr.Variable((dim, "lead_time", "threshold"), prob,
+                     {"long_name": "probability that the daily mean discharge exceeds the threshold", "units": "1",
+                      "valid_min": np.float32(0.0), "valid_max": np.float32(1.0),
+                      "coverage_content_type": "modelResult"})
+    pv.encoding["coordinates"] = coordinates + " threshold_name"
+    return coords, {"threshold_discharge": tq, "threshold_return_period": trp, "exceedance_probability": pv}
+
+
 def hydrograph_dataset(basin_ids, names, outlet_lon, outlet_lat, area_km2, reference_time, lead_days,
                        discharge, last_obs, last_obs_time, institution: str | None = None, *,
-                       model_id: str | None = None, global_attrs: Mapping | None = None):
+                       model_id: str | None = None, global_attrs: Mapping | None = None,
+                       quantiles=None, levels=None, thresholds: Mapping | None = None):
     """The hydrograph forecast of ``len(basin_ids)`` basins as a CF timeSeries DSG dataset.
 
     ``reference_time``: the issue date D (the last day whose inputs were used); the file's
@@ -307,7 +362,9 @@ def hydrograph_dataset(basin_ids, names, outlet_lon, outlet_lat, area_km2, refer
     ``names``: optional basin names (None or "" to leave out); ``discharge``: (basin, lead) m3/s,
     daily means; ``last_obs``: (basin,) last observed discharge, NaN where none; ``last_obs_time``:
     (basin,) the dates (UTC days) of those observations, None/NaT where none. ``model_id`` goes
-    into ``source`` and ``id``; ``global_attrs`` are extra global attributes (override the defaults)."""
+    into ``source`` and ``id``; ``global_attrs`` are extra global attributes (override the defaults).
+    ``quantiles`` (basin, lead, Q) m3/s at ``levels`` (Q,): the forecast distribution;
+    ``thresholds``: see :func:`_threshold_vars`."""
     import xarray as xr
 
     n = len(basin_ids)
@@ -346,6 +403,26 @@ def hydrograph_dataset(basin_ids, names, outlet_lon, outlet_lat, area_km2, refer
         "last_observation_time_bnds": xr.Variable(("station", BOUNDS_DIM), _ns(_day_bounds(obs_end))),
         **lead_data,
     }
+    cq = " ".join(["time", "lat", "lon", "basin_id", *meta, "forecast_reference_time"])
+    if quantiles is not None:
+        lv = np.asarray(levels, dtype="float64").reshape(-1)
+        qq = np.asarray(quantiles, dtype="float32")
+        if qq.shape != (n, len(leads), len(lv)):
+            raise ValueError(f"quantiles has shape {qq.shape}, expected (basins, leads, levels) = "
+                             f"{(n, len(leads), len(lv))}")
+        coords["quantile"] = _quantile_coord(lv)
+        data["discharge_quantiles"] = _discharge(("station", "lead_time", "quantile"), qq,
+                                                 "quantiles of the forecast daily mean river discharge", cq,
+                                                 "modelResult")
+        med = np.flatnonzero(np.isclose(lv, 0.5))
+        if med.size:
+            data["discharge_median"] = _discharge(("station", "lead_time"), qq[..., med[0]],
+                                                  "median of the forecast daily mean river discharge", cq,
+                                                  "modelResult")
+    if thresholds is not None:
+        tc, td = _threshold_vars("station", thresholds, n, len(leads), cq)
+        coords.update(tc)
+        data.update(td)
     if np.isnat(obs_end).any():  # a basin without observation: no bounds (CF bounds may not carry a fill value)
         del data["last_observation_time_bnds"]
         del coords["last_observation_time"].attrs["bounds"]
@@ -457,7 +534,7 @@ def forecast_map_dataset(grid: GridSpec, window, reference_time, lead_days, maps
 def hindcast_dataset(basin_ids, issue_times, lead_days, simulated, observed,
                      extra_simulations: Mapping | None, outlet_lon, outlet_lat, area_km2,
                      institution: str | None = None, *, model_id: str | None = None,
-                     global_attrs: Mapping | None = None):
+                     global_attrs: Mapping | None = None, quantiles: Mapping | None = None, levels=None):
     """A hindcast: forecasts issued on each of ``issue_times`` (issue dates D; the file's
     ``forecast_reference_time`` is D + 1 day 00:00 UTC) for every basin and lead, with the
     observations at the valid days and baseline simulations (``extra_simulations``: name ->
@@ -465,7 +542,10 @@ def hindcast_dataset(basin_ids, issue_times, lead_days, simulated, observed,
 
     The arrays given are (basin, issue time, lead) m3/s; the dataset holds them as
     (basin, lead_time, forecast_reference_time): one time series over issue dates per basin and
-    lead, time last as CF's orthogonal timeSeries layout wants (select by dimension name)."""
+    lead, time last as CF's orthogonal timeSeries layout wants (select by dimension name).
+    ``quantiles``: name ("simulated", "lumped_lstm") -> (basin, issue time, lead, Q) m3/s at
+    ``levels``, written as ``discharge_<name>_quantiles`` (basin, lead_time, quantile,
+    forecast_reference_time)."""
     import xarray as xr
 
     n = len(basin_ids)
@@ -502,6 +582,17 @@ def hindcast_dataset(basin_ids, issue_times, lead_days, simulated, observed,
             raise ValueError(f"{name} has shape {a.shape}, expected (basin, time, lead) = {shape}")
         data[f"discharge_{name}"] = _discharge(("basin", "lead_time", "forecast_reference_time"),
                                                a.transpose(0, 2, 1), long_name, cattr, content)
+    if quantiles:
+        lv = np.asarray(levels, dtype="float64").reshape(-1)
+        coords["quantile"] = _quantile_coord(lv)
+        for name, arr in quantiles.items():
+            a = np.asarray(arr, dtype="float32")
+            if a.shape != (*shape, len(lv)):
+                raise ValueError(f"{name} quantiles have shape {a.shape}, expected {(*shape, len(lv))}")
+            who = "the hydrocast ConvLSTM" if name == "simulated" else f"the {name.replace('_', ' ')} baseline"
+            data[f"discharge_{name}_quantiles"] = _discharge(
+                ("basin", "lead_time", "quantile", "forecast_reference_time"), a.transpose(0, 2, 3, 1),
+                f"quantiles of the daily mean discharge forecast by {who}", cattr, "modelResult")
     ids = [str(b) for b in basin_ids]
     span = f"{issues.min()}..{issues.max()}" if issues.size else "(none)"
     stamps = [str(d).replace("-", "") for d in (issues.min(), issues.max())] if issues.size else []

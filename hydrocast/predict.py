@@ -62,6 +62,11 @@ class Forecaster:
             self.q_sd = float(meta["discharge_normalisation"]["std"])
             self.gauged = {b["id"]: (i, b) for i, b in enumerate(meta["basins"])}
             self.gauged_channels = tensors["basin_channels"].numpy()
+            self.levels = (np.asarray(meta["distribution"]["levels"], dtype="float64")
+                           if self.net.hparams.get("quantiles") else None)
+            from .thresholds import from_records
+
+            self.model_thresholds = from_records(meta.get("thresholds", []), f"{self.model_dir}/model.json")
             want = (len(self.gauged), 2, *self.grid.shape)
             if tuple(self.gauged_channels.shape) != want:
                 raise ValueError(f"basin_channels has shape {tuple(self.gauged_channels.shape)}, expected {want}")
@@ -200,6 +205,57 @@ class Forecaster:
                             f"{len(gaps)} of the {self.warmup + 1} days it needs ({', '.join(gaps[:5])}"
                             f"{' ...' if len(gaps) > 5 else ''})")
         return i
+
+    # -- thresholds ------------------------------------------------------------------------------
+    def thresholds(self, basins: BasinSet, log: Callable[[str], None] = lambda s: None) -> dict[str, list]:
+        """Per basin, its flood thresholds (:class:`hydrocast.thresholds.Threshold`, by discharge):
+        the rows of ``[thresholds] path`` (your own warning levels) for the basins it lists, else
+        the model's (fitted at training time), else, for a basin the model never saw, return-period
+        flows fitted to the model's own lead-1 hindcast of the training and validation periods
+        (as GloFAS does from its reanalysis; computed on each call, a run over those years)."""
+        from .thresholds import fit_basin_thresholds, read_thresholds, thresholds_for
+
+        th = self.cfg.thresholds
+        user = read_thresholds(self.cfg.resolve(th.path)) if th.path else []
+        out = {}
+        for b in basins.ids:
+            rows = thresholds_for(user, b) or (thresholds_for(self.model_thresholds, b)
+                                               if b in self.gauged else [])
+            out[b] = rows
+        # the model's own basins got theirs at training time (none: too short a record and hindcast);
+        # a basin it never saw gets them from the model's hindcast, each time (a thresholds file spares that)
+        need = [k for k, b in enumerate(basins.ids) if not out[b] and b not in self.gauged]
+        span = self._fit_span()
+        if need and span is not None:
+            a, b = span
+            sub = BasinSet([basins.ids[k] for k in need], basins.channels[need], [basins.info[k] for k in need])
+
+            def simulated():
+                from .forward import run_period
+
+                sim = np.full((b - a + 1, len(need)), np.nan)
+                sim[1:] = run_period(self.net, self.inputs(sub), a, b - 1, self.spin).q[:, :, 0]
+                return sim
+
+            rows, notes = fit_basin_thresholds(sub.ids, self.reader.days[a:b + 1], None, simulated, th.return_periods,
+                                               th.min_years, th.year_start_month)
+            for bid in sub.ids:
+                out[bid] = thresholds_for(rows, bid)
+                log(f"{bid}: flood thresholds from the model's {notes[bid]}")
+        return out
+
+    def _fit_span(self) -> tuple[int, int] | None:
+        """Cube indices of the model's training + validation span (None where the cube lacks it)."""
+        tr = (self.meta.get("config") or {}).get("train") or {}
+        ends = [d for k in ("train_period", "validation_period") for d in (tr.get(k) or [])]
+        if not ends:
+            return None
+        days = self.reader.days
+        a = max(np.datetime64(min(ends), "D"), days[0])
+        b = min(np.datetime64(max(ends), "D"), days[-1])
+        if b - a < 365:
+            return None
+        return int((a - days[0]).astype(int)), int((b - days[0]).astype(int))
 
     # -- running the network ---------------------------------------------------------------------
     def inputs(self, basins: BasinSet):
@@ -373,6 +429,8 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
                   "hydrocast_spin_up": spin_note,
                   "hydrocast_weather_forecast": _forecast_note(fc, day)}
     q = run.q[0]  # (N, L)
+    qq = run.extra["q_quantiles"][0] if fc.levels is not None else None  # (N, L, Q)
+    thresholds = fc.thresholds(basins, log) if qq is not None else {}
     sm, mo = fc.map_physical(run["maps"][0])  # (L, H, W)
     runoff = run["runoff"][0]
     out_dir = prepare_out_dir(Path(out_dir))
@@ -384,9 +442,11 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
     observations = observed_discharge(cfg)
     for n, info in enumerate(basins.info):
         last, last_t, recent = last_observation(observations, fc, info["id"], i)
+        warn = _warnings(fc, thresholds.get(info["id"], []), qq[n] if qq is not None else None)
         hyd = hydrograph_dataset([info["id"]], [info["name"]], [info["outlet_lon"]], [info["outlet_lat"]],
                                  [info["area_km2"]], day, leads, q[n:n + 1], [last], [last_t],
-                                 model_id=fc.model_id)
+                                 model_id=fc.model_id, quantiles=None if qq is None else qq[n:n + 1],
+                                 levels=fc.levels, thresholds=warn["netcdf"] if warn else None)
         hyd.attrs.update(provenance, hydrocast_observed_discharge=_obs_note(fc, info, last_t, day))
         frac = basins.channels[n, 0]
         rows, cols = np.nonzero(frac > 0)
@@ -407,12 +467,19 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
                                   model_id=fc.model_id)
         mp.attrs.update(provenance)
         base = id_path(out_dir, info["id"], f"_{stamp}_{fc.model_id}")
-        products.append((info, hyd, mp, base, recent, maps, window))
-        result.basins.append({"id": info["id"], "gauged": info["gauged"], "area_km2": round(info["area_km2"], 1),
-                              "discharge_m3s": [round(float(v), 3) for v in q[n]],
-                              "valid_dates": [str(day + np.timedelta64(int(l), "D")) for l in leads],
-                              "last_observed": None if np.isnan(last) else last})
-    for info, hyd, mp, base, recent, maps, window in products:
+        products.append((info, hyd, mp, base, recent, maps, window, warn))
+        entry = {"id": info["id"], "gauged": info["gauged"], "area_km2": round(info["area_km2"], 1),
+                 "discharge_m3s": [round(float(v), 3) for v in q[n]],
+                 "valid_dates": [str(day + np.timedelta64(int(l), "D")) for l in leads],
+                 "last_observed": None if np.isnan(last) else last}
+        if qq is not None:
+            shown = (0.05, 0.25, 0.5, 0.75, 0.95)
+            entry["quantiles_m3s"] = {f"{lv:g}": [round(float(v), 3) for v in qq[n, :, k]]
+                                      for k, lv in enumerate(fc.levels) if round(lv, 2) in shown}
+            entry["thresholds"] = warn["json"] if warn else []
+        result.basins.append(entry)
+    past = _past_simulation(fc, basins, i) if plot and qq is not None else None
+    for info, hyd, mp, base, recent, maps, window, warn in products:
         for ds, suffix in ((hyd, "_hydrograph.nc"), (mp, "_maps.nc")):
             path = Path(f"{base}{suffix}")
             write_dataset(ds, path)
@@ -422,14 +489,68 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
 
             valid = [day + np.timedelta64(int(l), "D") for l in leads]
             n = basins.ids.index(info["id"])
-            result.files.append(str(plot_hydrograph(Path(f"{base}_hydrograph.png"), info["id"], day, valid, q[n],
-                                                    recent[0], recent[1])))
+            if qq is None:
+                result.files.append(str(plot_hydrograph(Path(f"{base}_hydrograph.png"), info["id"], day, valid, q[n],
+                                                        recent[0], recent[1])))
+            else:
+                from .plots import plot_fan_chart
+
+                result.files.append(str(plot_fan_chart(
+                    Path(f"{base}_hydrograph.png"), info["id"], day, valid, fc.levels, qq[n],
+                    past_times=past[0], past_sim_m3s=past[1][:, n], obs_times=recent[0], obs_m3s=recent[1],
+                    thresholds=[(_threshold_label(t), t.discharge_m3s) for t in warn["rows"]] if warn else (),
+                    ungauged=not info["gauged"])))
             r0, r1, c0, c1 = window
             west, north = fc.grid.transform.c + c0 * fc.grid.res[0], fc.grid.transform.f - r0 * fc.grid.res[1]
             extent = (west, west + (c1 - c0) * fc.grid.res[0], north - (r1 - r0) * fc.grid.res[1], north)
             result.files.append(str(plot_maps(Path(f"{base}_maps.png"), info["id"], day,
                                               {k: (v[0], v[1].get("units", "")) for k, v in maps.items()}, extent,
                                               basins.channels[n, 0][r0:r1, c0:c1], lead_days=leads)))
-        log(f"{info['id']}: {', '.join(f'{v:.2f}' for v in q[basins.ids.index(info['id'])])} m3/s for leads "
-            f"1..{fc.lead} after {day}")
+        n = basins.ids.index(info["id"])
+        if qq is None:
+            log(f"{info['id']}: {', '.join(f'{v:.2f}' for v in q[n])} m3/s for leads 1..{fc.lead} after {day}")
+        else:
+            lo, hi = _level(fc.levels, 0.05), _level(fc.levels, 0.95)
+            log(f"{info['id']}: " + ", ".join(f"{q[n, l]:.2f} ({qq[n, l, lo]:.2f}-{qq[n, l, hi]:.2f})"
+                                              for l in range(fc.lead))
+                + f" m3/s (90 % interval) for leads 1..{fc.lead} after {day}")
+            for t in (warn["json"] if warn else []):
+                log(f"{info['id']}:   P(> {t['name']} {t['discharge_m3s']:.1f} m3/s, {t['source']}) = "
+                    + ", ".join(f"{p:.2f}" for p in t["exceedance_probability"]))
     return result
+
+
+def _level(levels, value: float) -> int:
+    return int(np.argmin(np.abs(np.asarray(levels) - value)))
+
+
+def _threshold_label(t) -> str:
+    return f"{t.return_period_years:g}-year" if t.return_period_years else t.name  # the plot adds the value
+
+
+def _warnings(fc: Forecaster, rows: list, qq) -> dict | None:
+    """The exceedance probabilities of one basin's thresholds ``rows`` for its forecast quantiles
+    ``qq`` (L, Q): the NetCDF variables, the JSON entries and the rows; None without either."""
+    if qq is None or not rows:
+        return None
+    from .probmetrics import quantile_cdf
+
+    prob = np.stack([1.0 - quantile_cdf(fc.levels, qq, t.discharge_m3s) for t in rows], axis=-1)  # (L, K)
+    netcdf = {"names": [t.name for t in rows], "discharge": [[t.discharge_m3s for t in rows]],
+              "return_period": [[t.return_period_years if t.return_period_years else np.nan for t in rows]],
+              "probability": prob[None]}
+    entries = [{"name": t.name, "discharge_m3s": round(t.discharge_m3s, 3),
+                "return_period_years": t.return_period_years, "source": t.source,
+                "exceedance_probability": [round(float(p), 3) for p in prob[:, k]]}
+               for k, t in enumerate(rows)]
+    return {"netcdf": netcdf, "json": entries, "rows": rows}
+
+
+def _past_simulation(fc: Forecaster, basins: BasinSet, i: int, days: int = 60):
+    """(days, (days, N) m3/s) the ConvLSTM's lead-1 forecasts of the ``days`` days up to issue day ``i``
+    (the simulated past of a fan chart)."""
+    from .forward import run_period
+
+    a = max(i - days, 0)
+    run = run_period(fc.net, fc.inputs(basins), a, i - 1, fc.spin)
+    return run.issue_days + np.timedelta64(1, "D"), run.q[:, :, 0]

@@ -31,6 +31,7 @@ Design (what makes it fit a 2-core CPU; see README "Training"):
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -43,6 +44,8 @@ from .forward import ModelInputs
 from .jsonutil import finite_or_none, jsonable
 
 MAP_LOSS_WEIGHT = 0.2
+#: weight of the distribution's pinball loss (it trains only the distribution part: see the model)
+QUANTILE_LOSS_WEIGHT = 1.0
 LUMPED_HIDDEN = 32
 #: the lumped baseline learns with twice the ConvLSTM's learning rate and AdamW's default decay
 LUMPED_LR_FACTOR = 2.0
@@ -177,7 +180,7 @@ class Trainer:
         self.hparams = {"n_dynamic": self.spec.n_dynamic_channels, "n_static": self.spec.n_static_channels,
                         "hidden": tr.hidden, "depth": tr.depth, "kernel": tr.kernel, "lead_days": tr.lead_days,
                         "n_map_outputs": 1, "observed": int(self.observed),
-                        "rollout": int(self.forecast_name is not None)}
+                        "rollout": int(self.forecast_name is not None), "quantiles": int(tr.probabilistic)}
 
     @property
     def basins(self) -> list:
@@ -217,13 +220,63 @@ class Trainer:
         return run_period(net, self.inputs, a, b, self.spin, self.device)
 
     def validation_nse(self, net) -> np.ndarray:
-        """NSE per basin on the validation period, lead day 1."""
+        """Per basin, the NSE on the validation period averaged over the lead days 1..L (every
+        target day inside the period): model choice (early stopping, learning-rate schedule)
+        serves every lead, not only the first, which persistence already makes easy."""
         from .metrics import nse
 
         v0, v1 = self.periods.v0, self.periods.v1
         sim = self.run(net, v0, v1 - 1).q  # issue days whose lead-1 target is in the period
-        obs = self.q[v0 + 1:v1 + 1]
-        return np.array([nse(sim[:, n, 0], obs[:, n]) for n in range(len(self.basins))])
+        n_days, lead = sim.shape[0], sim.shape[-1]
+        out = np.full((lead, len(self.basins)), np.nan)
+        for l in range(lead):  # noqa: E741 - the lead index
+            k = n_days - l  # issue days v0 .. v1-1-l: targets v0+l+1 .. v1
+            if k > 1:
+                out[l] = [nse(sim[:k, n, l], self.q[v0 + l + 1:v0 + l + 1 + k, n]) for n in range(len(self.basins))]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a basin with no validation day: NaN
+            return np.nanmean(out, axis=0)
+
+    def calibrate_spread(self, net) -> list[float]:
+        """Fit the model's ``spread_scale`` (per lead) on the validation period (pinball loss) and
+        set it; returns it. The validation period is what early stopping already used; the
+        test period stays untouched."""
+        import torch
+
+        from .model import fit_spread_scale
+        from .windows import targets
+
+        v0, v1 = self.periods.v0, self.periods.v1
+        with torch.no_grad():
+            net.spread_scale.fill_(1.0)
+        run = self.run(net, v0, v1 - 1)
+        obs = targets(self.q_norm, v0, v1, run.q_norm.shape[-1], v1)
+        scale = fit_spread_scale(run.q_norm, run.extra["q_quantiles_norm"], obs)
+        with torch.no_grad():
+            net.spread_scale.copy_(torch.as_tensor(scale, dtype=net.spread_scale.dtype))
+        return scale
+
+    def fit_thresholds(self, net):
+        """Return-period flows of the training basins (:func:`hydrocast.thresholds.fit_basin_thresholds`)
+        from the observed annual maxima of the training and validation periods (never the test
+        period), or from the ConvLSTM's lead-1 hindcast of those days where the record is short."""
+        from .thresholds import fit_basin_thresholds
+
+        th, p = self.cfg.thresholds, self.periods
+        a, b = min(p.t0, p.v0), max(p.t1, p.v1)
+        obs = self.q[a:b + 1].copy()
+        inside = np.zeros(b - a + 1, dtype=bool)
+        inside[p.t0 - a:p.t1 - a + 1] = inside[p.v0 - a:p.v1 - a + 1] = True
+        obs[~inside] = np.nan  # a gap between the two periods is not theirs
+
+        def simulated():
+            sim = np.full(obs.shape, np.nan)
+            sim[1:] = self.run(net, a, b - 1).q[:, :, 0]  # issued day t for day t + 1
+            sim[~inside] = np.nan
+            return sim
+
+        return fit_basin_thresholds([x.id for x in self.basins], self.reader.days[a:b + 1], obs, simulated,
+                                    th.return_periods, th.min_years, th.year_start_month)
 
     def n_targets(self, batch) -> int:
         import torch
@@ -264,7 +317,8 @@ class Trainer:
         lead, fc = self.cfg.train.lead_days, int(self.forecast_name is not None)
         n_in = (self.spec.n_dynamic_channels + self.spec.n_static_channels + 1 + N_OBS_FEATURES * int(self.observed)
                 + fc * lead * self.spec.n_dynamic_channels)
-        lumped = LumpedLSTM(n_in, LUMPED_HIDDEN, lead, observed=int(self.observed), forecast=fc).to(self.device)
+        lumped = LumpedLSTM(n_in, LUMPED_HIDDEN, lead, observed=int(self.observed), forecast=fc,
+                            quantiles=int(self.cfg.train.probabilistic)).to(self.device)
         # the lumped LSTM's validation score jumps from epoch to epoch: halving its learning rate after
         # 2 flat epochs cost 0.004 and 0.118 validation NSE (seeds 0 and 1 on the sample), so it halves
         # only after `patience` flat epochs, i.e. it learns at a constant rate until early stopping
@@ -273,6 +327,15 @@ class Trainer:
                   ckpt["lumped"], self.device, resume=resume, progress=progress, log=self.log)
         result.lumped_validation_nse_median = median_score(lum.scores)
         self.log(f"lumped LSTM baseline: validation NSE median {result.lumped_validation_nse_median:.3f}")
+        self.spread_scale = {}
+        if self.cfg.train.probabilistic:
+            for name, model in (("convlstm", net), ("lumped", lumped)):
+                self.spread_scale[name] = self.calibrate_spread(model)
+                self.log(f"{name}: spread of the forecast distribution calibrated on the validation period: "
+                         + ", ".join(f"lead {l + 1} x{c:.2f}" for l, c in enumerate(self.spread_scale[name])))
+        self.threshold_rows, self.threshold_notes = self.fit_thresholds(net)
+        for b, note in self.threshold_notes.items():
+            self.log(f"{b}: flood thresholds from {note}")
         result.seconds = time.monotonic() - t_start
         result.model_id = self.save(model_dir, net, lumped, result, conv, lum)
         for c in ckpt.values():
@@ -288,6 +351,8 @@ class Trainer:
         from shapely.geometry import mapping
 
         from . import artefact
+        from .model import QUANTILE_LEVELS
+        from .thresholds import to_records
 
         tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
         tensors.update({f"lumped.{k}": v for k, v in lumped.state_dict().items()})
@@ -317,6 +382,10 @@ class Trainer:
             "memory_days": tr.memory_days,
             "spin_up_days": self.spin,
             "observed_discharge": self.observed,
+            "distribution": ({"kind": "quantiles", "levels": list(QUANTILE_LEVELS),
+                              "spread_scale": self.spread_scale} if tr.probabilistic else None),
+            "thresholds": to_records(self.threshold_rows),
+            "thresholds_notes": self.threshold_notes,
             "forecast": ({"source": self.forecast_name, "stand_in": bool(tr.forecast_stand_in)}
                          if self.forecast_name is not None else None),
             "dist_scale_km": self.domain.dist_scale_km,
@@ -403,7 +472,15 @@ class ConvLSTMTask:
         valid = ~torch.isnan(m_t)
         err = torch.where(valid, maps - torch.nan_to_num(m_t), torch.zeros_like(maps))
         lm = err.square().sum() / valid.sum().clamp_min(1)
-        return lq + MAP_LOSS_WEIGHT * lm, lq
+        return lq + MAP_LOSS_WEIGHT * lm + self.distribution_loss(out, q_t), lq
+
+    def distribution_loss(self, out, q_t):
+        """``QUANTILE_LOSS_WEIGHT`` × the pinball loss of the forecast distribution (0 without)."""
+        if "q_quantiles" not in out:
+            return 0.0
+        from .model import quantile_loss
+
+        return QUANTILE_LOSS_WEIGHT * quantile_loss(out["q_quantiles"].float(), q_t, self.t.basin_std_t)
 
     def n_targets(self, batch) -> int:
         return self.t.n_targets(batch)
@@ -435,7 +512,7 @@ class LumpedTask(ConvLSTMTask):
         out = net(streams, self.carried(batch))
         self.state = tuple(x.detach() for x in out["state"])
         loss = nse_star_loss(out["q"], batch["q_target"], self.t.basin_std_t)
-        return loss, loss
+        return loss + self.distribution_loss(out, batch["q_target"]), loss
 
 def _polygon_lonlat(poly, grid):
     if poly is None:

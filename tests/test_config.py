@@ -205,14 +205,13 @@ def starter_tables(text: str) -> list[tuple[str, bool, dict[str, tuple[bool, str
 def test_starter_mentions_every_real_key_and_nothing_else():
     tables = starter_tables(config.starter_toml())
     sections = [t[0] for t in tables if t[0] != "sources"]
-    assert sections == ["grid", "cube", "basins", "discharge", "train"]
+    assert sections == ["grid", "cube", "basins", "discharge", "train", "thresholds"]
     for name, _, keys in tables:
         if name == "sources":
             kind = json.loads(keys["kind"][1])
             assert set(keys) - {"name", "kind", "paths"} == set(config.SOURCE_KEYS[kind]), kind
         else:
-            cls = {"grid": config.GridConfig, "cube": config.CubeConfig, "basins": config.BasinsConfig,
-                   "discharge": config.DischargeConfig, "train": config.TrainConfig}[name]
+            cls = config.SECTIONS[name]
             assert list(keys) == [f.name for f in dataclasses.fields(cls)], name
     kinds = {json.loads(keys["kind"][1]) for name, _, keys in tables if name == "sources"}
     assert kinds == set(config.SOURCE_KEYS)  # an example table for every kind
@@ -256,8 +255,9 @@ def test_starter_fully_uncommented_loads_and_shows_the_real_defaults(tmp_path):
     for name, cls in config.SECTIONS.items():
         section = getattr(cfg, name)
         for f in dataclasses.fields(cls):
-            if f.name in commented[name] and f.default is not None:
-                assert getattr(section, f.name) == f.default, (name, f.name)  # the value shown is the default
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            if f.name in commented[name] and default is not None:
+                assert getattr(section, f.name) == default, (name, f.name)  # the value shown is the default
                 checked += 1
     assert checked >= 15
 

@@ -169,6 +169,57 @@ def test_predict_gauged_cf_and_moved_artefact(work, trained, tmp_path):
     assert json.loads(res2.stdout)["basins"][0]["discharge_m3s"] == summary["basins"][0]["discharge_m3s"]
 
 
+def test_predict_distribution_and_exceedance_of_user_thresholds(work, trained, tmp_path):
+    """The forecast distribution (quantiles, median = the deterministic forecast), and the exceedance
+    probabilities of a user's thresholds file placed below, at and far above the forecast."""
+    cfg = work / "hydrocast.toml"
+    args = ["--basin", "PT01", "--issue-date", "2020-06-30", "--json", "--quiet"]
+    res = invoke("predict", "--config", str(cfg), "--out", str(tmp_path / "a"), *args)
+    assert res.exit_code == 0, res.output
+    first = json.loads(res.stdout)["basins"][0]
+    qs = first["quantiles_m3s"]
+    assert list(qs) == ["0.05", "0.25", "0.5", "0.75", "0.95"]
+    lo, med, hi = np.array(qs["0.05"]), np.array(qs["0.5"]), np.array(qs["0.95"])
+    assert (lo <= med).all() and (med <= hi).all() and (hi > lo).all()
+    np.testing.assert_allclose(med, first["discharge_m3s"], rtol=1e-3)
+    assert first["thresholds"] == []  # 2 training years: too short for a fit, and no thresholds file
+
+    # a thresholds file: at the lead-1 0.75 quantile (P = 0.25 exactly), half way below it, and far
+    # above the forecast (P about 0: the exponential tail beyond the 0.95 quantile)
+    q75 = qs["0.75"][0]
+    assert q75 > 0
+    th = tmp_path / "official.csv"
+    th.write_text("basin,name,discharge_m3s\n"
+                  f"PT01,low,{q75 / 2:.6f}\nPT01,mid,{q75:.6f}\nPT01,flood,{hi.max() * 10:.6f}\n"
+                  "PT99,alert,5.0\n")
+    cfg2 = tmp_path / "hydrocast.toml"
+    cfg2.write_text(cfg.read_text() + f'\n[thresholds]\npath = "{th}"\n')
+    res = invoke("predict", "--config", str(cfg2), "--out", str(tmp_path / "b"), *args)
+    assert res.exit_code == 0, res.output  # a warning is data, not an error
+    got = {t["name"]: t for t in json.loads(res.stdout)["basins"][0]["thresholds"]}
+    assert list(got) == ["low", "mid", "flood"]  # PT01's rows, sorted by discharge
+    assert all(t["source"] == "user" for t in got.values())
+    assert got["mid"]["exceedance_probability"][0] == pytest.approx(0.25, abs=0.002)
+    assert 0.25 < got["low"]["exceedance_probability"][0] <= 0.75
+    assert max(got["flood"]["exceedance_probability"]) < 0.01
+    hyd = next((tmp_path / "b").glob("*_hydrograph.nc"))
+    ok, report = check_cf(hyd)
+    assert ok, report[-2000:]
+    with xr.open_dataset(hyd) as ds:
+        assert [str(x) for x in ds["threshold_name"].values] == ["low", "mid", "flood"]
+        p = ds["exceedance_probability"].values[0]  # (lead, threshold)
+        np.testing.assert_allclose(p[:, 1], got["mid"]["exceedance_probability"], atol=1e-3)
+        np.testing.assert_allclose(ds["discharge_median"].values[0], ds["discharge"].values[0], rtol=1e-5)
+        assert ds["discharge_quantiles"].dims == ("station", "lead_time", "quantile")
+        assert np.all(np.diff(ds["discharge_quantiles"].values[0], axis=-1) >= 0)
+
+    # a bad thresholds file: one line naming the file and the line, nothing written
+    th.write_text("basin,name,discharge_m3s\nPT01,low,-3\n")
+    res = invoke("predict", "--config", str(cfg2), "--out", str(tmp_path / "c"), *args)
+    assert res.exit_code == 65 and "official.csv line 2" in res.stderr
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
 def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_path):
     """A daily cron run continues the saved recurrent state (exactly the one long run it stands for);
     a corrupt state file is rebuilt; the outputs record the inputs and the weather forecast used."""
@@ -379,6 +430,36 @@ def test_evaluate_table_and_hindcast(work, trained, tmp_path):
         pers = ds["discharge_persistence"].sel(lead_time=1).values
         obs = ds["discharge_observed"].sel(lead_time=1).values
         np.testing.assert_allclose(pers[:, 1:], obs[:, :-1], equal_nan=True)
+        qq = ds["discharge_simulated_quantiles"].sel(lead_time=2).values  # (basin, quantile, time)
+        levels = ds["quantile"].values
+        obs2 = ds["discharge_observed"].sel(lead_time=2).values
+
+    # the probabilistic table: the ConvLSTM's CRPS recomputed by hand (2/Q sum of pinball losses)
+    prob = pd.read_csv(out / "probabilistic.csv", dtype={"basin": str})
+    systems = {"convlstm", "lumped_lstm", "climatology_ensemble", "persistence_ensemble"}
+    assert set(prob["model"]) == systems and len(prob) == 4 * 7 * 3
+    o, q = obs2[0], qq[0].T  # basin 0: (time,), (time, quantile)
+    keep = np.isfinite(o) & np.isfinite(q).all(axis=1)
+    err = o[keep, None] - q[keep]
+    pinball = np.maximum(levels * err, (levels - 1) * err)
+    by_hand = float(np.mean(2 * pinball.mean(axis=1)))
+    row = prob[(prob["model"] == "convlstm") & (prob["basin"] == "PT01") & (prob["lead_days"] == 2)].iloc[0]
+    assert row["crps"] == pytest.approx(by_hand, rel=1e-3)
+    assert row["coverage_90"] == pytest.approx(np.mean((o[keep] >= q[keep, 0]) & (o[keep] <= q[keep, -1])), abs=1e-4)
+    clim = prob[(prob["model"] == "climatology_ensemble") & (prob["basin"] != "median")]
+    assert np.allclose(clim["crpss_climatology"], 0.0)  # a reference against itself
+    assert summary["probabilistic"]["convlstm"]["2"]["crps"] == pytest.approx(
+        prob[(prob["model"] == "convlstm") & (prob["basin"] == "median") & (prob["lead_days"] == 2)]["crps"].item(),
+        abs=1e-3)
+    # the basin-by-basin comparison of the two models, per lead and score
+    paired = pd.read_csv(out / "paired.csv")
+    assert sorted(zip(paired["lead_days"], paired["score"])) == [(l, s) for l in (1, 2, 3) for s in ("crps", "nse")]
+    nse = table[(table["lead_days"] == 1) & (table["basin"] != "median")]
+    diff = (nse[nse["model"] == "convlstm"].set_index("basin")["nse"]
+            - nse[nse["model"] == "lumped_lstm"].set_index("basin")["nse"])
+    row = paired[(paired["lead_days"] == 1) & (paired["score"] == "nse")].iloc[0]
+    assert row["median_difference"] == pytest.approx(np.median(diff), abs=1e-4)
+    assert row["wins"] == int((diff > 0).sum()) and row["n"] == 6
 
 
 # -- resume ------------------------------------------------------------------------------------

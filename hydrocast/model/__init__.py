@@ -8,6 +8,8 @@ Public API::
     LumpedLSTM, lumped_inputs         the lumped baseline and its inputs (basin averages)
     STREAMS                           the named input streams every model takes (one mapping)
     nse_star_loss                     the NSE* training loss (NaN observations masked)
+    QUANTILE_LEVELS, quantile_loss    the forecast distribution's levels and its pinball loss
+    fit_spread_scale                  calibrate the distribution's spread on the validation period
     discharge_from_normalised         normalised head output -> non-negative physical discharge
 """
 
@@ -15,18 +17,23 @@ from .convlstm import ConvLSTM, ConvLSTMCell, lstm_gates
 from .network import (
                       HPARAM_DEFAULTS,
                       N_OBS_FEATURES,
+                      QUANTILE_LEVELS,
                       STREAMS,
                       BasinHead,
                       HydroConvLSTM,
                       LumpedLSTM,
                       basin_average,
                       discharge_from_normalised,
+                      fit_spread_scale,
                       lumped_inputs,
                       nse_star_loss,
                       observation_features,
                       observation_maps,
+                      quantile_loss,
+                      quantiles_around,
 )
 
 __all__ = ["ConvLSTM", "ConvLSTMCell", "lstm_gates", "HPARAM_DEFAULTS", "BasinHead", "HydroConvLSTM",
            "LumpedLSTM", "STREAMS", "N_OBS_FEATURES", "observation_maps", "observation_features",
-           "basin_average", "lumped_inputs", "discharge_from_normalised", "nse_star_loss"]
+           "basin_average", "lumped_inputs", "discharge_from_normalised", "nse_star_loss",
+           "QUANTILE_LEVELS", "quantile_loss", "quantiles_around", "fit_spread_scale"]

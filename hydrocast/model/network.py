@@ -13,6 +13,8 @@ Shapes (``B`` windows, ``T`` days, ``N`` basins, ``L`` lead days, ``M`` forecast
         "q":      (B, T, N, L)     normalised discharge; q[:, t, :, l] is the forecast issued with
                                    data up to and including day t, for day t + l + 1
         "maps":   (B, T, L, M, H, W) forecast maps (normalised), same time convention
+        "q_quantiles": (B, T, N, L, Q)  with ``quantiles=1``: the forecast distribution, normalised,
+                                   at :data:`QUANTILE_LEVELS` (see "The forecast distribution")
         "runoff": (B, T, L, H, W)  runoff-generation map (>= 0, arbitrary units): the mean of the
                                    J non-negative generation maps the basin head routes to the
                                    outlets for lead l, i.e. where it sees runoff being generated;
@@ -45,6 +47,18 @@ rather than a positive transform inside the model:
   error, so a clamped forecast always scores at least the NSE of the unclamped one.
 * A log transform would make the loss favour low flows, which is not what NSE measures.
 
+The forecast distribution
+-------------------------
+With ``quantiles=1`` each model also gives Q = 19 quantiles (levels 0.05, 0.10, ..., 0.95:
+the median and the 50 % and 90 % intervals lie on the grid) of each forecast, trained with the
+pinball (quantile) loss, a proper scoring rule whose mean over equally spaced levels
+approximates the CRPS (:func:`quantile_loss`). The quantiles are built around the
+deterministic forecast ``q`` (the median level) from non-negative gaps, so they never cross,
+and the distribution part reads the head's features DETACHED: it learns the spread of the
+errors without changing the deterministic forecast (its NSE is what it was). The buffer
+``spread_scale`` (L,) widens or narrows the spread per lead outside training: it is fitted on
+the validation period after training (:func:`fit_spread_scale`) and saved with the weights.
+
 ``mode="softplus"`` gives a smooth alternative for callers who need a differentiable positive
 output (e.g. a physical-space loss).
 """
@@ -68,6 +82,11 @@ STREAMS = ("dynamic", "static", "basins", "basin_area_km2", "obs", "obs_basins",
 #: observation maps averaged over the basin)
 N_OBS_FEATURES = 4
 
+#: quantile levels of the forecast distribution (``quantiles=1``): 0.05, 0.10, ..., 0.95
+QUANTILE_LEVELS = tuple(k / 20 for k in range(1, 20))
+#: the initial gap between neighbouring quantiles (normalised units)
+_GAP0 = 0.05
+
 #: Hyperparameters of :class:`HydroConvLSTM`; ``None`` means required.
 HPARAM_DEFAULTS: dict[str, Any] = {
     "n_dynamic": None,       # dynamic input channels per day (precipitation, soil moisture, ...)
@@ -82,6 +101,7 @@ HPARAM_DEFAULTS: dict[str, Any] = {
     "head_hidden": 16,       # hidden units of the per-lead MLP of the basin head
     "observed": 0,           # 1: observed discharge up to the issue day enters (maps into the core + head)
     "rollout": 0,            # 1: leads come from rolling the core over the lead days (forecast inputs)
+    "quantiles": 0,          # 1: also the forecast distribution at QUANTILE_LEVELS (pinball loss)
 }
 
 
@@ -105,7 +125,7 @@ class BasinHead(nn.Module):
     """
 
     def __init__(self, hidden: int, lead_days: int, runoff_features: int = 4, n_rbf: int = 6,
-                 head_hidden: int = 16, n_extra: int = 0):
+                 head_hidden: int = 16, n_extra: int = 0, quantiles: int = 0):
         super().__init__()
         self.lead_days, self.runoff_features, self.n_rbf, self.n_extra = lead_days, runoff_features, n_rbf, n_extra
         lj = lead_days * runoff_features
@@ -124,6 +144,11 @@ class BasinHead(nn.Module):
             # and the MLP learns the change; without one (a silent gauge, an ungauged basin) the
             # MLP gives the whole value
             self.obs_skip = nn.Parameter(torch.ones(lead_days))
+        self.quantiles = int(quantiles)
+        if self.quantiles:
+            gaps = len(QUANTILE_LEVELS) - 1
+            self.q_w = nn.Parameter(torch.randn(lead_days, head_hidden, gaps) * 0.01)
+            self.q_b = nn.Parameter(torch.full((lead_days, gaps), _inverse_softplus(_GAP0)))
 
     def travel_kernels(self, basin_ch: torch.Tensor) -> torch.Tensor:
         """(N, L*J, H, W) routing weights of each basin; each sums to the basin mean of the
@@ -143,11 +168,13 @@ class BasinHead(nn.Module):
         return F.softplus(self.generation(hidden_maps.flatten(0, 1))).unflatten(0, (b, t))
 
     def forward(self, hidden_maps: torch.Tensor | None, basin_ch: torch.Tensor,
-                generation: torch.Tensor | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
+                generation: torch.Tensor | None = None, extra: torch.Tensor | None = None,
+                with_quantiles: bool = False):
         """Normalised discharge (B, T, N, L). ``generation`` may pass precomputed
         :meth:`runoff_maps` (B, T, L*J, H, W) to avoid computing them twice; ``extra`` (B, T, N,
         n_extra) are per-basin features of the issue day (the observation features) that every
-        lead's MLP reads beside the routed runoff."""
+        lead's MLP reads beside the routed runoff. ``with_quantiles`` (a head built with
+        ``quantiles``): returns ``(q, q_quantiles)``, the latter (B, T, N, L, Q) unscaled."""
         g = self.runoff_maps(hidden_maps) if generation is None else generation
         kern = self.travel_kernels(basin_ch).to(g.dtype)
         routed = torch.einsum("btqhw,nqhw->btnq", g, kern)
@@ -158,7 +185,11 @@ class BasinHead(nn.Module):
             skip = (e[..., 0] * e[..., 1]).unsqueeze(-1) * self.obs_skip  # own observation where there is one
             routed = torch.cat([routed, e.unsqueeze(3).expand(-1, -1, -1, self.lead_days, -1)], dim=-1)
         z = F.silu(torch.einsum("btnlj,ljk->btnlk", routed, self.w1) + self.b1)
-        return torch.einsum("btnlk,lk->btnl", z, self.w2) + self.b2 + skip
+        q = torch.einsum("btnlk,lk->btnl", z, self.w2) + self.b2 + skip
+        if not with_quantiles:
+            return q
+        raw = torch.einsum("btnlk,lkq->btnlq", z.detach(), self.q_w.to(z.dtype)) + self.q_b.to(z.dtype)
+        return q, quantiles_around(q.detach(), raw)
 
 
 class HydroConvLSTM(nn.Module):
@@ -205,15 +236,18 @@ class HydroConvLSTM(nn.Module):
         for k in ("n_dynamic", "hidden", "depth", "kernel", "lead_days", "runoff_features", "n_rbf", "head_hidden"):
             if hp[k] < 1:
                 raise ValueError(f"hyperparameter {k} must be >= 1, got {hp[k]}")
-        for k in ("observed", "rollout"):
+        for k in ("observed", "rollout", "quantiles"):
             if hp[k] not in (0, 1):
                 raise ValueError(f"hyperparameter {k} must be 0 or 1, got {hp[k]}")
         self._hparams = hp
         n_in = hp["n_dynamic"] + hp["n_static"] + 2 * hp["observed"] + hp["rollout"]
         self.core = ConvLSTM(n_in, hp["hidden"], hp["kernel"], hp["depth"])
         self.basin_head = BasinHead(hp["hidden"], hp["lead_days"], hp["runoff_features"], hp["n_rbf"],
-                                    hp["head_hidden"], n_extra=N_OBS_FEATURES * hp["observed"])
+                                    hp["head_hidden"], n_extra=N_OBS_FEATURES * hp["observed"],
+                                    quantiles=hp["quantiles"])
         self.map_head = nn.Conv2d(hp["hidden"], hp["lead_days"] * hp["n_map_outputs"], 1)
+        if hp["quantiles"]:
+            self.register_buffer("spread_scale", torch.ones(hp["lead_days"]))
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -263,11 +297,9 @@ class HydroConvLSTM(nn.Module):
             maps = self.map_head(flat).view(b, t, lead, m, height, width)
             generation = self.basin_head.runoff_maps(h)
             runoff = generation.view(b, t, lead, j, height, width).mean(dim=3)
-            if basin_ch is None:
-                q = h.new_zeros(b, t, 0, lead)
-            else:
-                q = self.basin_head(h, basin_ch.to(h.device), generation=generation, extra=extra)
-            return {"q": q, "maps": maps, "runoff": runoff, "state": states}
+            out = {"maps": maps, "runoff": runoff, "state": states}
+            out.update(self._discharge(h, basin_ch, generation, extra, b, t))
+            return out
 
         final = [(hs[:, -1], cs[:, -1]) for hs, cs in states]
         days = streams.get("rollout_days")
@@ -289,12 +321,24 @@ class HydroConvLSTM(nn.Module):
         maps = torch.stack([maps_all[:, l, l] for l in range(lead)], dim=1).unflatten(0, (b, tt))
         runoff = gen.mean(dim=2).unflatten(0, (b, tt))
         generation = gen.flatten(1, 2).unflatten(0, (b, tt))  # (B, T', L*J, H, W)
+        out = {"maps": maps, "runoff": runoff, "state": final}
+        out.update(self._discharge(hf, basin_ch, generation, None if extra is None else extra[:, days], b, tt))
+        return out
+
+    def _discharge(self, h, basin_ch, generation, extra, b: int, t: int) -> dict:
+        """``{"q": ..., ["q_quantiles": ...]}`` of the read-out basins (none: N = 0)."""
+        hp = self._hparams
+        lead, nq = hp["lead_days"], len(QUANTILE_LEVELS)
         if basin_ch is None:
-            q = hf.new_zeros(b, tt, 0, lead)
-        else:
-            q = self.basin_head(None, basin_ch.to(hf.device), generation=generation,
-                                extra=None if extra is None else extra[:, days])
-        return {"q": q, "maps": maps, "runoff": runoff, "state": final}
+            out = {"q": h.new_zeros(b, t, 0, lead)}
+            if hp["quantiles"]:
+                out["q_quantiles"] = h.new_zeros(b, t, 0, lead, nq)
+            return out
+        if not hp["quantiles"]:
+            return {"q": self.basin_head(None, basin_ch.to(h.device), generation=generation, extra=extra)}
+        q, qq = self.basin_head(None, basin_ch.to(h.device), generation=generation, extra=extra,
+                                with_quantiles=True)
+        return {"q": q, "q_quantiles": _scaled(q, qq, None if self.training else self.spread_scale)}
 
 
 def _observations(streams: Mapping[str, torch.Tensor], x: torch.Tensor):
@@ -363,12 +407,20 @@ class LumpedLSTM(nn.Module):
     own sequence) runs the LSTM on ready-made lumped inputs → (B, T, L) or (B, T, N, L).
     """
 
-    def __init__(self, n_inputs: int, hidden: int, lead_days: int, observed: int = 0, forecast: int = 0):
+    def __init__(self, n_inputs: int, hidden: int, lead_days: int, observed: int = 0, forecast: int = 0,
+                 quantiles: int = 0):
         super().__init__()
         self._hparams = {"n_inputs": int(n_inputs), "hidden": int(hidden), "lead_days": int(lead_days),
-                         "observed": int(observed), "forecast": int(forecast)}
+                         "observed": int(observed), "forecast": int(forecast), "quantiles": int(quantiles)}
         self.lstm = nn.LSTM(n_inputs, hidden, batch_first=True)
         self.out = nn.Linear(hidden, lead_days)
+        if quantiles:  # the distribution from the detached LSTM output (see the module docstring)
+            gaps = len(QUANTILE_LEVELS) - 1
+            self.spread = nn.Linear(hidden, lead_days * gaps)
+            with torch.no_grad():
+                self.spread.weight.mul_(0.01)
+                self.spread.bias.fill_(_inverse_softplus(_GAP0))
+            self.register_buffer("spread_scale", torch.ones(lead_days))
         if observed:  # the same start from persistence as the ConvLSTM's head (BasinHead.obs_skip)
             self.obs_skip = nn.Parameter(torch.ones(lead_days))
         with torch.no_grad():  # PyTorch gate order i, f, g, o
@@ -384,24 +436,30 @@ class LumpedLSTM(nn.Module):
             _check_streams(x)
             hp = self._hparams
             inputs = lumped_inputs(x, observed=hp["observed"], forecast=hp["forecast"])
-            q, final = self._run(inputs, state)
+            q, final, h = self._run(inputs, state)
             if hp["observed"]:
                 n_dyn = x["dynamic"].shape[2]
                 k = inputs.shape[-1] - hp["forecast"] * hp["lead_days"] * n_dyn - N_OBS_FEATURES
                 q = q + (inputs[..., k] * inputs[..., k + 1]).unsqueeze(-1) * self.obs_skip
+            out = {"q": q, "state": final}
+            if hp["quantiles"]:
+                raw = self.spread(h.detach()).unflatten(-1, (hp["lead_days"], len(QUANTILE_LEVELS) - 1))
+                out["q_quantiles"] = _scaled(q, quantiles_around(q.detach(), raw),
+                                             None if self.training else self.spread_scale)
             days = x.get("rollout_days")
             if days is not None:
-                q = q[:, days.to(q.device)]
-            return {"q": q, "state": final}
+                out = {k: (v[:, days.to(q.device)] if k != "state" else v) for k, v in out.items()}
+            return out
         return self._run(x, state)[0]
 
     def _run(self, x, state=None):
+        """(outputs, final state, LSTM outputs) of ready-made lumped inputs."""
         if x.ndim == 4:
             b, t, n, c = x.shape
-            y, final = self._run(x.permute(0, 2, 1, 3).reshape(b * n, t, c), state)
-            return y.view(b, n, t, -1).permute(0, 2, 1, 3), final
+            y, final, h = self._run(x.permute(0, 2, 1, 3).reshape(b * n, t, c), state)
+            return y.view(b, n, t, -1).permute(0, 2, 1, 3), final, h.view(b, n, t, -1).permute(0, 2, 1, 3)
         h, final = self.lstm(x, state)
-        return self.out(h), final
+        return self.out(h), final, h
 
 
 def basin_average(x: torch.Tensor, basin_ch: torch.Tensor) -> torch.Tensor:
@@ -466,6 +524,74 @@ def nse_star_loss(pred: torch.Tensor, obs: torch.Tensor, basin_std: torch.Tensor
     err = torch.where(valid, pred - torch.where(valid, obs, torch.zeros_like(obs)), torch.zeros_like(pred))
     weighted = err.square() / (std + eps).square()
     return weighted.sum() / valid.sum().clamp_min(1)
+
+
+def _inverse_softplus(y: float) -> float:
+    return math.log(math.expm1(y))
+
+
+def quantiles_around(center: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """Monotone quantiles (..., Q) at :data:`QUANTILE_LEVELS` around ``center`` (...), the median
+    level: ``raw`` (..., Q - 1) are the gaps between neighbouring levels before a softplus (so
+    never negative), the lower half stacked downwards from the median, the upper half upwards."""
+    gaps = F.softplus(raw)
+    m = (len(QUANTILE_LEVELS) - 1) // 2  # levels below the median
+    lower = center.unsqueeze(-1) - torch.flip(torch.cumsum(torch.flip(gaps[..., :m], [-1]), -1), [-1])
+    upper = center.unsqueeze(-1) + torch.cumsum(gaps[..., m:], -1)
+    return torch.cat([lower, center.unsqueeze(-1), upper], dim=-1)
+
+
+def _scaled(center: torch.Tensor, qq: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """The quantiles ``qq`` (..., L, Q) with their distance from ``center`` (..., L) times the
+    per-lead ``scale`` (L,) (None: as they are)."""
+    if scale is None:
+        return qq
+    c = center.unsqueeze(-1)
+    return c + (qq - c) * scale.to(qq.dtype).view(-1, 1)
+
+
+def quantile_loss(qq: torch.Tensor, obs: torch.Tensor, basin_std: torch.Tensor | float, eps: float = 0.1,
+                  basin_dim: int = -2) -> torch.Tensor:
+    """The pinball loss of quantiles ``qq`` (..., Q) at :data:`QUANTILE_LEVELS` against ``obs``
+    (...), NaN observations masked: the mean over valid observations and levels of
+    ``max(tau (o - q), (tau - 1)(o - q)) / (std_b + eps)``, basins weighted as in
+    :func:`nse_star_loss`. Twice its mean over equally spaced levels approximates the CRPS."""
+    levels = torch.as_tensor(QUANTILE_LEVELS, dtype=qq.dtype, device=qq.device)
+    std = torch.as_tensor(basin_std, dtype=qq.dtype, device=qq.device)
+    if std.ndim == 1 and obs.ndim > 1:
+        shape = [1] * obs.ndim
+        shape[basin_dim] = -1
+        std = std.view(shape)
+    valid = ~torch.isnan(obs)
+    err = torch.where(valid, obs, torch.zeros_like(obs)).unsqueeze(-1) - qq
+    pin = torch.maximum(levels * err, (levels - 1) * err) / (std + eps).unsqueeze(-1)
+    pin = torch.where(valid.unsqueeze(-1), pin, torch.zeros_like(pin))
+    return pin.sum() / (valid.sum() * len(QUANTILE_LEVELS)).clamp_min(1)
+
+
+def fit_spread_scale(center, qq, obs, grid=None) -> list[float]:
+    """Per lead, the factor on the quantiles' distance from ``center`` that minimises the mean
+    pinball loss against ``obs`` (numpy arrays (T, N, L), (T, N, L, Q), (T, N, L), NaN = no
+    observation): the calibration of the spread on a period the model was not fitted on (the
+    validation period). Grid 0.5 .. 4 by default; 1.0 where a lead has no observation."""
+    import numpy as np
+
+    grid = np.round(np.arange(0.5, 4.0001, 0.05), 2) if grid is None else np.asarray(grid)
+    levels = np.asarray(QUANTILE_LEVELS)
+    out = []
+    for l in range(center.shape[-1]):
+        c, d, o = center[..., l], qq[..., l, :] - center[..., l, None], obs[..., l]
+        ok = np.isfinite(o) & np.isfinite(c)
+        if not ok.any():
+            out.append(1.0)
+            continue
+        c, d, o = c[ok], d[ok], o[ok]
+        losses = []
+        for g in grid:
+            err = o[:, None] - (c[:, None] + g * d)
+            losses.append(np.maximum(levels * err, (levels - 1) * err).mean())
+        out.append(float(grid[int(np.argmin(losses))]))
+    return out
 
 
 def discharge_from_normalised(q_norm: torch.Tensor, mean: torch.Tensor | float, std: torch.Tensor | float,

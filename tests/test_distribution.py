@@ -1,0 +1,147 @@
+"""The forecast distribution: quantiles that never cross, the pinball loss, the spread calibration,
+and the guarantee that the distribution part leaves the deterministic forecast alone."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from hydrocast.model import (
+    QUANTILE_LEVELS,
+    HydroConvLSTM,
+    LumpedLSTM,
+    fit_spread_scale,
+    quantile_loss,
+    quantiles_around,
+)
+
+Q = len(QUANTILE_LEVELS)
+MED = QUANTILE_LEVELS.index(0.5)
+
+
+def test_levels_hold_the_median_and_the_50_and_90_percent_intervals():
+    for level in (0.05, 0.25, 0.5, 0.75, 0.95):
+        assert any(abs(x - level) < 1e-9 for x in QUANTILE_LEVELS)
+    assert np.allclose(np.diff(QUANTILE_LEVELS), 0.05)
+
+
+def test_quantiles_around_stack_softplus_gaps_outwards_from_the_centre():
+    raw = torch.randn(2, 3, Q - 1) * 3
+    center = torch.randn(2, 3)
+    qq = quantiles_around(center, raw)
+    gaps = np.log1p(np.exp(raw.numpy()))  # softplus by hand
+    c = center.numpy()
+    assert qq.shape == (2, 3, Q)
+    assert np.allclose(qq[..., MED].numpy(), c)
+    # by hand: level MED-1 is one gap below, level MED+1 one gap above, and so on outwards
+    for k in range(MED):
+        assert np.allclose(qq[..., k].numpy(), c - gaps[..., k:MED].sum(-1), atol=1e-5)
+        assert np.allclose(qq[..., MED + 1 + k].numpy(), c + gaps[..., MED:MED + 1 + k].sum(-1), atol=1e-5)
+    assert (qq.diff(dim=-1) >= 0).all()
+
+
+def test_quantile_loss_is_the_pinball_loss_by_hand_with_missing_observations_masked():
+    torch.manual_seed(0)
+    qq = torch.sort(torch.randn(1, 4, 2, 1, Q), dim=-1).values  # (B, T, N, L, Q)
+    obs = torch.randn(1, 4, 2, 1)
+    obs[0, 1, 0, 0] = float("nan")
+    std = torch.tensor([0.5, 2.0])
+    got = quantile_loss(qq, obs, std).item()
+    total, count = 0.0, 0
+    for t in range(4):
+        for n in range(2):
+            o = obs[0, t, n, 0].item()
+            if np.isnan(o):
+                continue
+            for k, tau in enumerate(QUANTILE_LEVELS):
+                e = o - qq[0, t, n, 0, k].item()
+                total += (tau * e if e >= 0 else (tau - 1) * e) / (std[n].item() + 0.1)
+                count += 1
+    assert got == pytest.approx(total / count, rel=1e-5)
+
+
+def test_twice_the_mean_pinball_loss_of_exact_gaussian_quantiles_is_close_to_the_crps():
+    # CRPS = 2 * integral over tau of the pinball loss; the 19 levels cover 0.05..0.95 only, so the
+    # approximation misses the tails: it must still land within 15 % of the closed form
+    rng = np.random.default_rng(1)
+    obs = torch.as_tensor(rng.normal(size=(20000, 1, 1)), dtype=torch.float32)
+    qq = torch.as_tensor(norm.ppf(QUANTILE_LEVELS), dtype=torch.float32).expand(20000, 1, 1, Q)
+    approx = 2 * quantile_loss(qq, obs, 1.0, eps=0.0).item()
+    z = obs.numpy()
+    crps = float(np.mean(z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi)))
+    assert approx == pytest.approx(crps, rel=0.15)
+
+
+def test_fit_spread_scale_recovers_the_factor_a_too_narrow_distribution_needs():
+    rng = np.random.default_rng(2)
+    T, N = 3000, 2
+    center = np.zeros((T, N, 2))
+    sigma = np.array([0.5, 2.0])  # lead 1 twice too narrow, lead 2 twice too wide
+    qq = center[..., None] + norm.ppf(QUANTILE_LEVELS)[None, None, None, :] * np.array([0.5, 2.0])[:, None]
+    obs = rng.normal(size=(T, N, 2)) * sigma[None, None, :] * np.array([2.0, 0.5])[None, None, :]
+    obs[:10, 0, 0] = np.nan
+    scale = fit_spread_scale(center, qq, obs)
+    assert scale[0] == pytest.approx(2.0, abs=0.15)
+    assert scale[1] == pytest.approx(0.5, abs=0.05)
+    assert fit_spread_scale(center, qq, np.full_like(obs, np.nan)) == [1.0, 1.0]
+
+
+def _streams(b=1, t=5, h=6, w=6, n=2, lead=3):
+    torch.manual_seed(3)
+    return {"dynamic": torch.randn(b, t, 2, h, w), "static": torch.randn(1, h, w),
+            "basins": torch.rand(n, 2, h, w), "basin_area_km2": torch.tensor([10.0, 20.0]),
+            "obs": torch.randn(b, t, n), "obs_basins": torch.rand(n, h, w), "obs_index": torch.arange(n),
+            "forecast": torch.randn(b, t, lead, 2, h, w)}
+
+
+@pytest.mark.parametrize("rollout", [0, 1])
+def test_the_distribution_loss_trains_only_the_distribution_part(rollout):
+    torch.manual_seed(4)
+    net = HydroConvLSTM({"n_dynamic": 2, "n_static": 1, "hidden": 4, "lead_days": 3, "observed": 1,
+                         "rollout": rollout, "quantiles": 1})
+    out = net(_streams())
+    assert out["q_quantiles"].shape == (*out["q"].shape, Q)
+    assert torch.allclose(out["q_quantiles"][..., MED], out["q"])
+    quantile_loss(out["q_quantiles"], torch.randn_like(out["q"]), 1.0).backward()
+    spread = {"basin_head.q_w", "basin_head.q_b"}
+    for name, p in net.named_parameters():
+        moved = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        assert moved == (name in spread), name
+
+
+def test_spread_scale_applies_outside_training_only_and_is_saved_with_the_weights():
+    torch.manual_seed(5)
+    net = HydroConvLSTM({"n_dynamic": 2, "n_static": 1, "hidden": 4, "lead_days": 3, "observed": 1, "quantiles": 1})
+    st = _streams()
+    net.eval()
+    with torch.no_grad():
+        base = net(st)["q_quantiles"]
+        net.spread_scale.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        scaled = net(st)["q_quantiles"]
+        net.train()
+        train_mode = net(st)["q_quantiles"]
+    c = base[..., MED:MED + 1]
+    expect = c + (base - c) * torch.tensor([1.0, 2.0, 0.5]).view(-1, 1)
+    assert torch.allclose(scaled, expect, atol=1e-5)
+    assert torch.allclose(train_mode, base, atol=1e-5)
+    assert "spread_scale" in net.state_dict()
+
+
+def test_lumped_lstm_gives_the_same_kind_of_distribution():
+    torch.manual_seed(6)
+    st = _streams()
+    n_in = 2 + 1 + 1 + 4  # dynamic, static, log-area, observation features
+    lum = LumpedLSTM(n_in, 8, 3, observed=1, quantiles=1)
+    out = lum({k: v for k, v in st.items() if k != "forecast"} | {"forecast": st["forecast"]})
+    assert out["q_quantiles"].shape == (1, 5, 2, 3, Q)
+    assert torch.allclose(out["q_quantiles"][..., MED], out["q"])
+    assert (out["q_quantiles"].diff(dim=-1) >= 0).all()
+    quantile_loss(out["q_quantiles"], torch.randn_like(out["q"]), 1.0).backward()
+    assert lum.lstm.weight_ih_l0.grad is None and lum.out.weight.grad is None
+    assert lum.spread.weight.grad.abs().sum() > 0
+
+
+def test_a_model_without_the_distribution_gives_none():
+    net = HydroConvLSTM({"n_dynamic": 2, "n_static": 1, "hidden": 4, "lead_days": 3, "observed": 1})
+    assert "q_quantiles" not in net(_streams())
+    assert "spread_scale" not in net.state_dict()
