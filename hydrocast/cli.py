@@ -421,6 +421,11 @@ def evaluate(
                                           help="Evaluate these basins instead of the model's."),
     discharge: Path | None = typer.Option(None, "--discharge", metavar="PATH",
                                              help="Observations to score against (default [discharge] path)."),
+    kfold: int | None = typer.Option(None, "--kfold", metavar="K", min=2,
+                                     help="Ungauged skill instead: train K ConvLSTM + lumped LSTM pairs, each on "
+                                          "K-1 folds of the basins, and score every held-out basin as ungauged "
+                                          "(writes kfold.csv; the models under <out>/kfold/)."),
+    device: str = typer.Option("auto", "--device", help="With --kfold: auto, cpu, cuda or cuda:N."),
     quiet: bool = QuietOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -432,6 +437,21 @@ def evaluate(
         from . import config as config_mod
 
         cfg = config_mod.load(config)
+        if kfold is not None:
+            if basins is not None or discharge is not None:
+                raise typer.BadParameter("--kfold cross-validates the config's basins: no --basins/--discharge")
+            from .crossval import kfold as run_kfold
+            from .crossval import render_table as render_kfold
+
+            res = run_kfold(cfg, kfold, period, out.resolve(), device=device, log=run.con.log)
+            if not json_out:
+                from rich.console import Console as RichConsole
+
+                RichConsole(width=110).print(render_kfold(res))
+                for path in res.files:
+                    print(path)
+            run.finish(res)
+            return
         from .evaluate import evaluate as run_evaluate
 
         result = run_evaluate(cfg, period, out.resolve(), basins_path=basins.resolve() if basins else None,

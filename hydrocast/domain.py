@@ -62,11 +62,12 @@ def dem_routing(cfg: Config, grid):
 
 
 def build_domain(cfg: Config, grid, path: Path | None = None, routing=None,
-                 dist_scale_km: float | None = None) -> Domain:
+                 dist_scale_km: float | None = None, only: list[str] | None = None) -> Domain:
     """Basins from ``path`` (default ``[basins] path``) on ``grid`` with their model channels.
 
     ``dist_scale_km=None`` computes the scale from these basins (training); pass the model's
-    stored scale for any other basin set (prediction, ungauged basins)."""
+    stored scale for any other basin set (prediction, ungauged basins). ``only``: keep just these
+    basin ids, in the file's order (e.g. the training folds of a cross-validation)."""
     from .basins import basin_channels, read_basins
 
     path = Path(path) if path is not None else (cfg.resolve(cfg.basins.path) if cfg.basins.path else None)
@@ -75,6 +76,11 @@ def build_domain(cfg: Config, grid, path: Path | None = None, routing=None,
     if routing is None:
         routing = dem_routing(cfg, grid)
     basins = read_basins(path, grid, routing, min_area_km2=cfg.basins.min_area_km2)
+    if only is not None:
+        missing = sorted(set(only) - {b.id for b in basins})
+        if missing:
+            raise ConfigError(f"{path}: no basin {missing[0]!r}")
+        basins = [b for b in basins if b.id in set(only)]
     channels, scale = basin_channels(basins, grid, dist_scale_km=dist_scale_km)
     return Domain(grid, basins, channels, scale)
 

@@ -241,7 +241,7 @@ class Forecaster:
                                                th.min_years, th.year_start_month)
             for bid in sub.ids:
                 out[bid] = thresholds_for(rows, bid)
-                log(f"{bid}: flood thresholds from the model's {notes[bid]}")
+                log(f"{bid}: flood thresholds from the model's hindcast: {notes[bid]}")
         return out
 
     def _fit_span(self) -> tuple[int, int] | None:

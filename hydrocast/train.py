@@ -91,10 +91,10 @@ class Trainer:
     """One training run: the domain, the windows and the two models' tasks."""
 
     def __init__(self, cfg: Config, device: str = "auto", seed: int | None = None, deterministic: bool = False,
-                 log: Callable[[str], None] = lambda s: None):
+                 log: Callable[[str], None] = lambda s: None, basin_ids: list[str] | None = None):
         from .samples import CubeReader
 
-        self.cfg, self.log = cfg, log
+        self.cfg, self.log, self.basin_ids = cfg, log, basin_ids
         tr = cfg.train
         self.seed = tr.seed if seed is None else seed
         if tr.train_period is None or tr.validation_period is None:
@@ -146,7 +146,7 @@ class Trainer:
         self.map_var = "soil_moisture" if "soil_moisture" in dynamic else dynamic[0]
 
         # basins and discharge (statistics from the training days only)
-        self.domain = build_domain(cfg, self.grid)
+        self.domain = build_domain(cfg, self.grid, only=self.basin_ids)
         ids = self.domain.ids
         q = discharge_table(cfg, reader.days, ids)
         training_check(q, (str(tr.train_period[0]), str(tr.train_period[1])), ids, source=q.attrs["source"])
@@ -335,7 +335,7 @@ class Trainer:
                          + ", ".join(f"lead {l + 1} x{c:.2f}" for l, c in enumerate(self.spread_scale[name])))
         self.threshold_rows, self.threshold_notes = self.fit_thresholds(net)
         for b, note in self.threshold_notes.items():
-            self.log(f"{b}: flood thresholds from {note}")
+            self.log(f"{b}: flood thresholds: {note}")
         result.seconds = time.monotonic() - t_start
         result.model_id = self.save(model_dir, net, lumped, result, conv, lum)
         for c in ckpt.values():
@@ -527,8 +527,9 @@ def _polygon_lonlat(poly, grid):
 
 def train(cfg: Config, device: str = "auto", seed: int | None = None, deterministic: bool = False,
           resume: bool = False, epochs: int | None = None, progress: Callable | None = None,
-          log: Callable[[str], None] = lambda s: None) -> TrainResult:
-    """Run ``hydrocast train`` for ``cfg``; returns the summary."""
+          log: Callable[[str], None] = lambda s: None, basin_ids: list[str] | None = None) -> TrainResult:
+    """Run ``hydrocast train`` for ``cfg``; returns the summary. ``basin_ids``: train on just these
+    of the config's basins (a cross-validation fold)."""
     from filelock import FileLock, Timeout
 
     from .errors import BusyError
@@ -541,7 +542,7 @@ def train(cfg: Config, device: str = "auto", seed: int | None = None, determinis
     except Timeout:
         raise BusyError(f"{model_dir}: another hydrocast train is writing this model; try later") from None
     try:
-        trainer = Trainer(cfg, device=device, seed=seed, deterministic=deterministic, log=log)
+        trainer = Trainer(cfg, device=device, seed=seed, deterministic=deterministic, log=log, basin_ids=basin_ids)
         try:
             log(f"training on {trainer.device}: {len(trainer.basins)} basins, inputs "
                 f"{', '.join(trainer.spec.dynamic)} + {len(trainer.spec.static)} static layers, "

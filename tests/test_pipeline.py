@@ -462,6 +462,47 @@ def test_evaluate_table_and_hindcast(work, trained, tmp_path):
     assert row["wins"] == int((diff > 0).sum()) and row["n"] == 6
 
 
+def test_kfold_scores_every_basin_once_as_ungauged(work, trained, tmp_path):
+    """evaluate --kfold 3: three model pairs, each trained without its held-out basins, which are then
+    scored as ungauged; the table agrees with a plain evaluate of a fold model on those basins."""
+    import pandas as pd
+
+    cfg = work / "hydrocast.toml"
+    out = tmp_path / "kf"
+    res = invoke("evaluate", "--config", str(cfg), "--kfold", "3", "--period", "2019-01-01:2019-03-31",
+                 "--out", str(out), "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    folds = summary["folds"]
+    ids = ["PT01", "PT02", "PT03", "PT04", "PT05", "PT06"]
+    assert sorted(b for f in folds for b in f) == ids and [len(f) for f in folds] == [2, 2, 2]
+    for f, held in enumerate(folds, start=1):
+        meta = json.loads((out / "kfold" / f"fold{f}" / "model" / "model.json").read_text())
+        assert [b["id"] for b in meta["basins"]] == [b for b in ids if b not in held]  # never trained on
+    table = pd.read_csv(out / "kfold.csv", dtype={"basin": str})
+    assert set(table["model"]) == {"convlstm", "lumped_lstm"} and len(table) == 2 * 7 * 3
+    med = table[(table["model"] == "convlstm") & (table["basin"] == "median") & (table["lead_days"] == 1)]
+    assert summary["median"]["convlstm"]["1"]["nse"] == pytest.approx(med["nse"].item(), abs=1e-3)
+
+    # fold 1's model through the ordinary evaluate path, reading all basins from the basins file:
+    # its held-out basins are ungauged there too, and score the same
+    fold_cfg = tmp_path / "fold1.toml"
+    fold_cfg.write_text(cfg.read_text().replace(f'model_dir = "{trained}"',
+                                                f'model_dir = "{out / "kfold" / "fold1" / "model"}"'))
+    res = invoke("evaluate", "--config", str(fold_cfg), "--period", "2019-01-01:2019-03-31",
+                 "--basins", str(SAMPLE / "basins" / "basins.geojson"), "--out", str(tmp_path / "ev1"),
+                 "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    plain = pd.read_csv(tmp_path / "ev1" / "metrics.csv", dtype={"basin": str})
+    for bid in folds[0]:
+        for model in ("convlstm", "lumped_lstm"):
+            a = table[(table["model"] == model) & (table["basin"] == bid)].sort_values("lead_days")["nse"]
+            b = plain[(plain["model"] == model) & (plain["basin"] == bid)].sort_values("lead_days")["nse"]
+            np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-3)
+    res = invoke("evaluate", "--config", str(cfg), "--kfold", "7", "--out", str(tmp_path / "kf7"), "--quiet")
+    assert res.exit_code == 78 and "--kfold 7" in res.stderr
+
+
 # -- resume ------------------------------------------------------------------------------------
 
 def test_killed_training_resumes_from_last_epoch(work, cube, tmp_path):

@@ -403,7 +403,7 @@ def test_fit_basin_thresholds_uses_the_record_then_the_hindcast_then_nothing():
 
     # no hindcast: B and C get nothing, and the notes say so; everyone well gauged: no hindcast run
     rows, notes = fit_basin_thresholds(["A", "B", "C"], days, obs, None, (2,), min_years=5)
-    assert {r.basin for r in rows} == {"A"} and notes["C"].startswith("no thresholds")
+    assert {r.basin for r in rows} == {"A"} and notes["C"].startswith("none")
     calls.clear()
     fit_basin_thresholds(["A"], days, obs[:, :1], simulated, (2,), min_years=5)
     assert calls == []
