@@ -99,6 +99,7 @@ class TrainConfig:
     window_days: int = 45
     memory_days: int = 365
     observed_discharge: bool = True
+    observed_days: int = 2
     forecast_source: str = "auto"
     forecast_stand_in: bool = True
     probabilistic: bool = True
@@ -368,7 +369,8 @@ def parse(data: dict, path: Path | None = None, root: Path | None = None) -> Con
     tr = cfg.train
     for key in ("train_period", "validation_period", "test_period"):
         _period(getattr(tr, key), f"{name}: [train] {key}")
-    for key in ("lead_days", "warmup_days", "window_days", "hidden", "depth", "kernel", "epochs", "batch_size"):
+    for key in ("lead_days", "warmup_days", "window_days", "hidden", "depth", "kernel", "epochs", "batch_size",
+                "observed_days"):
         if getattr(tr, key) < 1:
             raise ConfigError(f"{name}: [train] {key} must be >= 1, got {getattr(tr, key)}")
     if tr.kernel % 2 == 0:
@@ -468,6 +470,8 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                               "random windows from a zero state, warmup_days spin-up."),
         "observed_discharge": KeyDoc("Observed discharge up to the issue date enters the model (maps + mask; "
                                      "trained with random hold-out)."),
+        "observed_days": KeyDoc("Days of its own observed discharge up to the issue day each gauged basin's head "
+                                "reads (1: the issue day; 2: also the day before, the recession or rise)."),
         "forecast_source": KeyDoc("The weather-forecast source the lead days roll over: auto (the config's "
                                   "nwp source, if any), a source name, or none."),
         "forecast_stand_in": KeyDoc("Train on observed rain with noise where the forecast archive has no run."),

@@ -8,7 +8,8 @@ module stacks the B streams into tensors on the device. Batches are dicts::
     "dynamic"       (B, T, C, H, W)
     "q_target"      (B, T, N, L)     NaN = no target (missing, burn-in, past the period's last day)
     "map_target"    (B, T, L, H, W)  NaN = no target
-    "obs"           (B, T, G)        observed discharge at issue time, NaN = none or held out
+    "obs"           (B, T + K - 1, G) observed discharge at issue time, NaN = none or held out,
+                                     after the K - 1 days before the chunk (K = ``obs_days``)
     "forecast"      (B, T, L, C, H, W) the lead days' channels for the rollout
     "reset"         (B,) bool        zero this stream's recurrent state before the chunk
     "rollout_days"  (T',) long       the issue days the rollout is trained from (every
@@ -49,7 +50,7 @@ class ChunkBatches:
         y[:burn], m[:burn] = np.nan, np.nan
         out = {"dynamic": x, "q_target": y, "map_target": m}
         if inp.obs is not None:
-            out["obs"] = observation_inputs(inp.obs, start, stop, self.last_target, rng)
+            out["obs"] = observation_inputs(inp.obs, start, stop, self.last_target, rng, lead_in=inp.obs_days - 1)
         out["forecast"] = reader.forecast_window(inp.spec, inp.forecasts, inp.forecast_name, start,
                                                  min(stop, len(reader.days)), lead,
                                                  stand_in=rng if self.stand_in and self.rollout else None)

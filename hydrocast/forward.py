@@ -91,6 +91,7 @@ class ModelInputs:
     obs_index: np.ndarray | None = None
     forecasts: object = None
     forecast_name: str | None = None
+    obs_days: int = 1  # the model's hparam: the "obs" stream carries obs_days - 1 days before the sequence
 
 
 def streams_for(inp: ModelInputs, s: int, stop: int, device, with_obs: bool = True, with_forecast: bool = True,
@@ -103,11 +104,13 @@ def streams_for(inp: ModelInputs, s: int, stop: int, device, with_obs: bool = Tr
                "basins": torch.as_tensor(np.ascontiguousarray(inp.basins)),
                "basin_area_km2": torch.as_tensor(np.asarray(inp.area_km2, dtype="float64"))}
     if inp.obs_basins is not None:
-        T, G = stop - s, inp.obs_basins.shape[0]
-        obs = np.full((T, G), np.nan, dtype="float32")
+        from .windows import observation_inputs
+
+        lead_in = inp.obs_days - 1  # the days before s whose observations the heads read on the first days
         if with_obs and inp.obs is not None:
-            b = min(stop, len(inp.obs))
-            obs[: b - s] = inp.obs[s:b]
+            obs = observation_inputs(inp.obs, s, stop, len(inp.obs) - 1, lead_in=lead_in)
+        else:
+            obs = np.full((stop - s + lead_in, inp.obs_basins.shape[0]), np.nan, dtype="float32")
         streams["obs"] = torch.from_numpy(obs).unsqueeze(0)
         streams["obs_basins"] = torch.as_tensor(np.ascontiguousarray(inp.obs_basins))
         index = inp.obs_index if inp.obs_index is not None else np.full(len(inp.area_km2), -1)

@@ -5,6 +5,11 @@ The :class:`Forecaster` (artefact + cube, checked against each other) is shared 
 ``<basin>_<YYYYMMDD>_<model id>_hydrograph.nc`` / ``..._maps.nc`` (model id = the first 8 hex
 digits of the weights' SHA-256), so a cron job never overwrites a forecast of another day, basin
 or model; a rerun of the same forecast replaces it atomically with the same content.
+
+With a model that forecasts a distribution, the hydrograph file also carries its quantiles and
+median and, per flood threshold (:meth:`Forecaster.thresholds`), the probability of exceeding
+it at every lead (``hydrocast.probmetrics.quantile_cdf``); ``--json`` and the log show the same,
+and ``--plot`` draws a fan chart. A threshold exceeded is data, not an error: the exit code stays 0.
 """
 
 from __future__ import annotations
@@ -268,7 +273,8 @@ class Forecaster:
                           for k, b in enumerate(basins.ids)])
         return ModelInputs(self.reader, self.spec, self.static, basins.channels, area, self.q_mu, self.q_sd, self.lead,
                            obs=self.obs, obs_basins=self.gauged_channels[:, 0] if self.observed else None,
-                           obs_index=index, forecasts=self.forecasts, forecast_name=self.forecast_name)
+                           obs_index=index, forecasts=self.forecasts, forecast_name=self.forecast_name,
+                           obs_days=int(self.net.hparams.get("obs_days", 1)))
 
     def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False, with_obs: bool = True,
             with_forecast: bool = True) -> dict:

@@ -175,12 +175,14 @@ class Trainer:
                                   obs=self.q_norm if self.observed else None,
                                   obs_basins=self.domain.channels[:, 0] if self.observed else None,
                                   obs_index=np.arange(len(ids)) if self.observed else None,
-                                  forecasts=self.forecasts, forecast_name=self.forecast_name)
+                                  forecasts=self.forecasts, forecast_name=self.forecast_name,
+                                  obs_days=tr.observed_days if self.observed else 1)
         self.spin = tr.memory_days if tr.memory_days > 0 else tr.warmup_days
         self.hparams = {"n_dynamic": self.spec.n_dynamic_channels, "n_static": self.spec.n_static_channels,
                         "hidden": tr.hidden, "depth": tr.depth, "kernel": tr.kernel, "lead_days": tr.lead_days,
                         "n_map_outputs": 1, "observed": int(self.observed),
-                        "rollout": int(self.forecast_name is not None), "quantiles": int(tr.probabilistic)}
+                        "rollout": int(self.forecast_name is not None), "quantiles": int(tr.probabilistic),
+                        "obs_days": tr.observed_days if self.observed else 1}
 
     @property
     def basins(self) -> list:
@@ -300,7 +302,7 @@ class Trainer:
 
         from . import artefact
         from .loop import fit, median_score
-        from .model import N_OBS_FEATURES, HydroConvLSTM, LumpedLSTM
+        from .model import HydroConvLSTM, LumpedLSTM, n_obs_features
 
         t_start = time.monotonic()
         result = TrainResult(model_dir=model_dir, device=str(self.device))
@@ -315,10 +317,12 @@ class Trainer:
 
         torch.manual_seed(self.seed + 1)
         lead, fc = self.cfg.train.lead_days, int(self.forecast_name is not None)
-        n_in = (self.spec.n_dynamic_channels + self.spec.n_static_channels + 1 + N_OBS_FEATURES * int(self.observed)
+        obs_days = self.hparams["obs_days"]
+        n_in = (self.spec.n_dynamic_channels + self.spec.n_static_channels + 1
+                + n_obs_features(obs_days) * int(self.observed)
                 + fc * lead * self.spec.n_dynamic_channels)
         lumped = LumpedLSTM(n_in, LUMPED_HIDDEN, lead, observed=int(self.observed), forecast=fc,
-                            quantiles=int(self.cfg.train.probabilistic)).to(self.device)
+                            quantiles=int(self.cfg.train.probabilistic), obs_days=obs_days).to(self.device)
         # the lumped LSTM's validation score jumps from epoch to epoch: halving its learning rate after
         # 2 flat epochs cost 0.004 and 0.118 validation NSE (seeds 0 and 1 on the sample), so it halves
         # only after `patience` flat epochs, i.e. it learns at a constant rate until early stopping
@@ -331,8 +335,10 @@ class Trainer:
         if self.cfg.train.probabilistic:
             for name, model in (("convlstm", net), ("lumped", lumped)):
                 self.spread_scale[name] = self.calibrate_spread(model)
-                self.log(f"{name}: spread of the forecast distribution calibrated on the validation period: "
-                         + ", ".join(f"lead {l + 1} x{c:.2f}" for l, c in enumerate(self.spread_scale[name])))
+                self.log(f"{name}: forecast distribution recalibrated on the validation period, factor on the "
+                         "90 % / 50 % interval: " + ", ".join(
+                             f"lead {l + 1} x{(c[0] + c[-1]) / 2:.2f} / x{(c[4] + c[-5]) / 2:.2f}"
+                             for l, c in enumerate(self.spread_scale[name])))
         self.threshold_rows, self.threshold_notes = self.fit_thresholds(net)
         for b, note in self.threshold_notes.items():
             self.log(f"{b}: flood thresholds: {note}")

@@ -217,17 +217,22 @@ def legacy_chunks(seed: int, epoch: int, p: Periods, window_days: int, warmup_da
 
 def observation_inputs(q_norm: np.ndarray, start: int, stop: int, last_day: int,
                        rng: np.random.Generator | None = None, silent_prob: float = 0.3,
-                       drop_prob: float = 0.15) -> np.ndarray:
+                       drop_prob: float = 0.15, lead_in: int = 0) -> np.ndarray:
     """(T, G) the observed (normalised) discharge of each gauge on issue days start..stop-1, the
     model's input at issue time: the observation of the issue day itself, NaN where there is
     none, after ``last_day`` and past the record. With ``rng`` (training) it is held out at
     random so that the model learns to forecast without it: a gauge is silent for the whole chunk
-    with probability ``silent_prob``, and each remaining day is dropped with ``drop_prob``."""
-    T, G = stop - start, q_norm.shape[1]
+    with probability ``silent_prob``, and each remaining day is dropped with ``drop_prob``.
+    ``lead_in`` > 0 prepends that many earlier days (T + lead_in rows; NaN before the record):
+    the observation history a head reads on the first issue days (see
+    :func:`hydrocast.model.observation_features`), held out the same way."""
+    a = start - lead_in
+    T, G = stop - a, q_norm.shape[1]
     out = np.full((T, G), np.nan, dtype="float32")
     b = min(stop, last_day + 1, len(q_norm))
-    if b > start:
-        out[: b - start] = q_norm[start:b]
+    a0 = max(a, 0)
+    if b > a0:
+        out[a0 - a: b - a] = q_norm[a0:b]
     if rng is not None:
         silent = rng.random(G) < silent_prob
         drop = rng.random((T, G)) < drop_prob

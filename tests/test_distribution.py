@@ -25,12 +25,12 @@ def test_levels_hold_the_median_and_the_50_and_90_percent_intervals():
     assert np.allclose(np.diff(QUANTILE_LEVELS), 0.05)
 
 
-def test_quantiles_around_stack_softplus_gaps_outwards_from_the_centre():
-    raw = torch.randn(2, 3, Q - 1) * 3
+def test_quantiles_around_shift_the_median_and_stack_softplus_gaps_outwards():
+    raw = torch.randn(2, 3, Q) * 3
     center = torch.randn(2, 3)
     qq = quantiles_around(center, raw)
-    gaps = np.log1p(np.exp(raw.numpy()))  # softplus by hand
-    c = center.numpy()
+    gaps = np.log1p(np.exp(raw[..., 1:].numpy()))  # softplus by hand
+    c = center.numpy() + raw[..., 0].numpy()  # the median: the deterministic forecast plus a shift
     assert qq.shape == (2, 3, Q)
     assert np.allclose(qq[..., MED].numpy(), c)
     # by hand: level MED-1 is one gap below, level MED+1 one gap above, and so on outwards
@@ -72,18 +72,28 @@ def test_twice_the_mean_pinball_loss_of_exact_gaussian_quantiles_is_close_to_the
     assert approx == pytest.approx(crps, rel=0.15)
 
 
-def test_fit_spread_scale_recovers_the_factor_a_too_narrow_distribution_needs():
+def test_fit_spread_scale_recovers_the_factor_each_quantile_needs():
     rng = np.random.default_rng(2)
-    T, N = 3000, 2
+    T, N = 4000, 2
     center = np.zeros((T, N, 2))
-    sigma = np.array([0.5, 2.0])  # lead 1 twice too narrow, lead 2 twice too wide
-    qq = center[..., None] + norm.ppf(QUANTILE_LEVELS)[None, None, None, :] * np.array([0.5, 2.0])[:, None]
-    obs = rng.normal(size=(T, N, 2)) * sigma[None, None, :] * np.array([2.0, 0.5])[None, None, :]
+    z = norm.ppf(QUANTILE_LEVELS)
+    # lead 1: twice too narrow everywhere; lead 2: the right tails but a middle twice too wide
+    # (quantile distances |z| doubled where |z| < 1, i.e. levels 0.2 .. 0.8)
+    qq = np.empty((T, N, 2, Q))
+    qq[..., 0, :] = 0.5 * z
+    inner = np.abs(z) < 1
+    qq[..., 1, :] = np.where(inner, 2.0 * z, z)
+    obs = rng.normal(size=(T, N, 2))
     obs[:10, 0, 0] = np.nan
-    scale = fit_spread_scale(center, qq, obs)
-    assert scale[0] == pytest.approx(2.0, abs=0.15)
-    assert scale[1] == pytest.approx(0.5, abs=0.05)
-    assert fit_spread_scale(center, qq, np.full_like(obs, np.nan)) == [1.0, 1.0]
+    scale = np.array(fit_spread_scale(center, qq, obs))
+    assert scale.shape == (2, Q)
+    off = np.arange(Q) != MED  # the median sits on the centre here: any factor fits it
+    assert np.abs(scale[0, off] - 2.0).max() < 0.45  # the levels next to the median are the noisiest
+    assert np.median(scale[0, off]) == pytest.approx(2.0, abs=0.1)
+    mid = inner & off
+    assert np.median(scale[1, mid]) == pytest.approx(0.5, abs=0.1)
+    assert np.median(scale[1, ~inner]) == pytest.approx(1.0, abs=0.1)
+    assert (np.array(fit_spread_scale(center, qq, np.full_like(obs, np.nan))) == 1.0).all()
 
 
 def _streams(b=1, t=5, h=6, w=6, n=2, lead=3):
@@ -101,7 +111,7 @@ def test_the_distribution_loss_trains_only_the_distribution_part(rollout):
                          "rollout": rollout, "quantiles": 1})
     out = net(_streams())
     assert out["q_quantiles"].shape == (*out["q"].shape, Q)
-    assert torch.allclose(out["q_quantiles"][..., MED], out["q"])
+    assert (out["q_quantiles"].diff(dim=-1) >= 0).all()
     quantile_loss(out["q_quantiles"], torch.randn_like(out["q"]), 1.0).backward()
     spread = {"basin_head.q_w", "basin_head.q_b"}
     for name, p in net.named_parameters():
@@ -115,14 +125,25 @@ def test_spread_scale_applies_outside_training_only_and_is_saved_with_the_weight
     st = _streams()
     net.eval()
     with torch.no_grad():
-        base = net(st)["q_quantiles"]
-        net.spread_scale.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        out = net(st)
+        base, q = out["q_quantiles"], out["q"]
+        net.spread_scale.copy_(torch.tensor([1.0, 2.0, 0.5]).view(-1, 1).expand(3, Q))
         scaled = net(st)["q_quantiles"]
+        # factors that would make quantiles cross (the two next to the median pushed far out)
+        cross = torch.ones(3, Q)
+        cross[:, MED + 1] = 50.0
+        cross[:, MED - 1] = 50.0
+        net.spread_scale.copy_(cross)
+        crossed = net(st)["q_quantiles"]
         net.train()
         train_mode = net(st)["q_quantiles"]
-    c = base[..., MED:MED + 1]
+    c = q.unsqueeze(-1)  # distances are taken from the deterministic forecast
     expect = c + (base - c) * torch.tensor([1.0, 2.0, 0.5]).view(-1, 1)
-    assert torch.allclose(scaled, expect, atol=1e-5)
+    assert torch.allclose(scaled, torch.sort(expect, dim=-1).values, atol=1e-5)
+    assert (crossed.diff(dim=-1) >= 0).all()  # rearranged: still in order
+    raw = c + (base - c) * cross
+    assert torch.allclose(crossed, torch.sort(raw, dim=-1).values, atol=1e-4)
+    assert torch.allclose(crossed.max(dim=-1).values, raw.max(dim=-1).values, atol=1e-4)
     assert torch.allclose(train_mode, base, atol=1e-5)
     assert "spread_scale" in net.state_dict()
 
@@ -134,7 +155,6 @@ def test_lumped_lstm_gives_the_same_kind_of_distribution():
     lum = LumpedLSTM(n_in, 8, 3, observed=1, quantiles=1)
     out = lum({k: v for k, v in st.items() if k != "forecast"} | {"forecast": st["forecast"]})
     assert out["q_quantiles"].shape == (1, 5, 2, 3, Q)
-    assert torch.allclose(out["q_quantiles"][..., MED], out["q"])
     assert (out["q_quantiles"].diff(dim=-1) >= 0).all()
     quantile_loss(out["q_quantiles"], torch.randn_like(out["q"]), 1.0).backward()
     assert lum.lstm.weight_ih_l0.grad is None and lum.out.weight.grad is None

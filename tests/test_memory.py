@@ -191,3 +191,47 @@ def test_a_silent_gauge_is_no_observation_at_all():
     with torch.no_grad():
         torch.testing.assert_close(net(silent)["q"], net(none)["q"])
         assert (net(st)["q"] - net(silent)["q"]).abs().max() > 1e-4
+
+
+def test_observation_features_with_the_day_before():
+    """obs_days = 2: each basin also reads its own observation of the day before (and its validity),
+    unknown on the sequence's first day; the first four features are unchanged."""
+    from hydrocast.model import n_obs_features, observation_features, observation_maps
+
+    torch.manual_seed(0)
+    obs = torch.randn(1, 5, 2)
+    obs[0, 2, 0] = float("nan")
+    masks = torch.rand(2, 4, 4)
+    basin_ch = torch.stack([masks, torch.rand(2, 4, 4)], dim=1)
+    om, ov = observation_maps(obs, masks)
+    index = torch.tensor([0, -1])  # basin 0 is gauge 0, basin 1 ungauged
+    one = observation_features(obs, index, basin_ch, om, ov)
+    two = observation_features(obs, index, basin_ch, om, ov, obs_days=2)
+    assert two.shape == (1, 5, 2, n_obs_features(2)) == (1, 5, 2, 6)
+    assert torch.equal(two[..., :4], one)
+    back, back_has = two[0, :, 0, 4], two[0, :, 0, 5]
+    expect = [0.0, obs[0, 0, 0].item(), obs[0, 1, 0].item(), 0.0, obs[0, 3, 0].item()]  # day 2 is missing
+    assert back.tolist() == pytest.approx(expect)
+    assert back_has.tolist() == [0.0, 1.0, 1.0, 0.0, 1.0]
+    assert (two[0, :, 1, 4:] == 0).all()  # an ungauged basin has no own observation, ever
+
+
+def test_observation_history_from_before_the_sequence_makes_a_continued_run_exact():
+    """With a lead-in (the obs stream starting obs_days - 1 days early), the first issue day reads
+    the day before it: a run continued from a saved state gives what the one long run gives."""
+    from hydrocast.model import observation_features, observation_maps
+
+    torch.manual_seed(1)
+    obs = torch.randn(1, 6, 2)
+    masks = torch.rand(2, 4, 4)
+    basin_ch = torch.stack([masks, torch.rand(2, 4, 4)], dim=1)
+    index = torch.tensor([0, 1])
+    om, ov = observation_maps(obs, masks)
+    whole = observation_features(obs, index, basin_ch, om, ov, obs_days=3)
+    # the last 4 days as a continued sequence, its obs stream beginning 2 days before
+    om2, ov2 = observation_maps(obs[:, 2:], masks)
+    part = observation_features(obs, index, basin_ch, om2, ov2, obs_days=3, lead_in=2)
+    assert torch.allclose(part, whole[:, 2:])
+    # without the lead-in the first day's history is unknown
+    part0 = observation_features(obs[:, 2:], index, basin_ch, om2, ov2, obs_days=3)
+    assert (part0[:, 0, :, 4:] == 0).all() and not torch.allclose(part0, whole[:, 2:])

@@ -26,6 +26,7 @@ from .network import (
                       discharge_from_normalised,
                       fit_spread_scale,
                       lumped_inputs,
+                      n_obs_features,
                       nse_star_loss,
                       observation_features,
                       observation_maps,
@@ -36,4 +37,4 @@ from .network import (
 __all__ = ["ConvLSTM", "ConvLSTMCell", "lstm_gates", "HPARAM_DEFAULTS", "BasinHead", "HydroConvLSTM",
            "LumpedLSTM", "STREAMS", "N_OBS_FEATURES", "observation_maps", "observation_features",
            "basin_average", "lumped_inputs", "discharge_from_normalised", "nse_star_loss",
-           "QUANTILE_LEVELS", "quantile_loss", "quantiles_around", "fit_spread_scale"]
+           "QUANTILE_LEVELS", "quantile_loss", "n_obs_features", "quantiles_around", "fit_spread_scale"]

@@ -53,11 +53,14 @@ With ``quantiles=1`` each model also gives Q = 19 quantiles (levels 0.05, 0.10, 
 the median and the 50 % and 90 % intervals lie on the grid) of each forecast, trained with the
 pinball (quantile) loss, a proper scoring rule whose mean over equally spaced levels
 approximates the CRPS (:func:`quantile_loss`). The quantiles are built around the
-deterministic forecast ``q`` (the median level) from non-negative gaps, so they never cross,
-and the distribution part reads the head's features DETACHED: it learns the spread of the
-errors without changing the deterministic forecast (its NSE is what it was). The buffer
-``spread_scale`` (L,) widens or narrows the spread per lead outside training: it is fitted on
-the validation period after training (:func:`fit_spread_scale`) and saved with the weights.
+deterministic forecast ``q``: a learned shift gives the median (``q`` is trained on squared
+errors, a mean, and a river's distribution is skewed), non-negative gaps the other levels, so
+they never cross. The distribution part reads the head's features DETACHED: it learns the
+spread of the errors without changing the deterministic forecast (its NSE is what it was). The
+buffer ``spread_scale`` (L, Q) widens or narrows each quantile's distance from ``q`` per lead
+outside training (a quantile recalibration; the quantiles are then sorted, so they still never
+cross): it is fitted on the validation period after training (:func:`fit_spread_scale`) and
+saved with the weights.
 
 ``mode="softplus"`` gives a smooth alternative for callers who need a differentiable positive
 output (e.g. a physical-space loss).
@@ -79,8 +82,14 @@ from .convlstm import ConvLSTM, State
 STREAMS = ("dynamic", "static", "basins", "basin_area_km2", "obs", "obs_basins", "obs_index", "forecast",
            "rollout_days")
 #: per-basin observation features the heads read (own value, own validity, value and validity of the
-#: observation maps averaged over the basin)
+#: observation maps averaged over the basin), plus own value and validity of each earlier day with
+#: ``obs_days`` > 1 (:func:`n_obs_features`)
 N_OBS_FEATURES = 4
+
+
+def n_obs_features(obs_days: int) -> int:
+    """How many observation features a head reads with ``obs_days`` days of own observations."""
+    return N_OBS_FEATURES + 2 * (int(obs_days) - 1)
 
 #: quantile levels of the forecast distribution (``quantiles=1``): 0.05, 0.10, ..., 0.95
 QUANTILE_LEVELS = tuple(k / 20 for k in range(1, 20))
@@ -102,6 +111,7 @@ HPARAM_DEFAULTS: dict[str, Any] = {
     "observed": 0,           # 1: observed discharge up to the issue day enters (maps into the core + head)
     "rollout": 0,            # 1: leads come from rolling the core over the lead days (forecast inputs)
     "quantiles": 0,          # 1: also the forecast distribution at QUANTILE_LEVELS (pinball loss)
+    "obs_days": 1,           # with observed: the head reads the own observation of this many days up to the issue day
 }
 
 
@@ -146,9 +156,10 @@ class BasinHead(nn.Module):
             self.obs_skip = nn.Parameter(torch.ones(lead_days))
         self.quantiles = int(quantiles)
         if self.quantiles:
-            gaps = len(QUANTILE_LEVELS) - 1
-            self.q_w = nn.Parameter(torch.randn(lead_days, head_hidden, gaps) * 0.01)
-            self.q_b = nn.Parameter(torch.full((lead_days, gaps), _inverse_softplus(_GAP0)))
+            nq = len(QUANTILE_LEVELS)  # the median's shift from q, then the Q - 1 gaps
+            self.q_w = nn.Parameter(torch.randn(lead_days, head_hidden, nq) * 0.01)
+            self.q_b = nn.Parameter(torch.cat([torch.zeros(lead_days, 1),
+                                               torch.full((lead_days, nq - 1), _inverse_softplus(_GAP0))], dim=1))
 
     def travel_kernels(self, basin_ch: torch.Tensor) -> torch.Tensor:
         """(N, L*J, H, W) routing weights of each basin; each sums to the basin mean of the
@@ -233,7 +244,8 @@ class HydroConvLSTM(nn.Module):
         for k, v in hp.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"hyperparameter {k} must be a non-negative integer, got {v!r}")
-        for k in ("n_dynamic", "hidden", "depth", "kernel", "lead_days", "runoff_features", "n_rbf", "head_hidden"):
+        for k in ("n_dynamic", "hidden", "depth", "kernel", "lead_days", "runoff_features", "n_rbf", "head_hidden",
+                  "obs_days"):
             if hp[k] < 1:
                 raise ValueError(f"hyperparameter {k} must be >= 1, got {hp[k]}")
         for k in ("observed", "rollout", "quantiles"):
@@ -243,11 +255,11 @@ class HydroConvLSTM(nn.Module):
         n_in = hp["n_dynamic"] + hp["n_static"] + 2 * hp["observed"] + hp["rollout"]
         self.core = ConvLSTM(n_in, hp["hidden"], hp["kernel"], hp["depth"])
         self.basin_head = BasinHead(hp["hidden"], hp["lead_days"], hp["runoff_features"], hp["n_rbf"],
-                                    hp["head_hidden"], n_extra=N_OBS_FEATURES * hp["observed"],
+                                    hp["head_hidden"], n_extra=n_obs_features(hp["obs_days"]) * hp["observed"],
                                     quantiles=hp["quantiles"])
         self.map_head = nn.Conv2d(hp["hidden"], hp["lead_days"] * hp["n_map_outputs"], 1)
         if hp["quantiles"]:
-            self.register_buffer("spread_scale", torch.ones(hp["lead_days"]))
+            self.register_buffer("spread_scale", torch.ones(hp["lead_days"], len(QUANTILE_LEVELS)))
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -288,7 +300,7 @@ class HydroConvLSTM(nn.Module):
         x_static = self._static(streams.get("static"), b, height, width)
         obs_maps, extra = [], None
         if hp["observed"]:
-            obs_maps, extra = _observations(streams, x_dyn)
+            obs_maps, extra = _observations(streams, x_dyn, hp["obs_days"])
         x = self._inputs(x_dyn, x_static, obs_maps, 0.0)
         h, states = self.core(x, state, keep_states=bool(hp["rollout"]))
         lead, m, j = hp["lead_days"], hp["n_map_outputs"], hp["runoff_features"]
@@ -341,7 +353,7 @@ class HydroConvLSTM(nn.Module):
         return {"q": q, "q_quantiles": _scaled(q, qq, None if self.training else self.spread_scale)}
 
 
-def _observations(streams: Mapping[str, torch.Tensor], x: torch.Tensor):
+def _observations(streams: Mapping[str, torch.Tensor], x: torch.Tensor, obs_days: int = 1):
     """The observation maps ``[value, validity]`` (B, T, H, W each) and the read-out basins'
     :func:`observation_features` (None without ``"basins"``) of ``streams``; ``x`` (B, T, ...) the
     dynamic input, for shape, device and dtype. No ``"obs"`` = every gauge silent; no
@@ -350,13 +362,18 @@ def _observations(streams: Mapping[str, torch.Tensor], x: torch.Tensor):
     masks = streams["obs_basins"].to(x.device, x.dtype)
     obs = streams.get("obs")
     obs = x.new_full((b, t, masks.shape[0]), float("nan")) if obs is None else obs.to(x.device, x.dtype)
-    om, ov = observation_maps(obs, masks)
+    lead_in = obs.shape[1] - t  # days before the sequence (the heads' observation history)
+    if lead_in < 0:
+        raise ValueError(f"the obs stream has {obs.shape[1]} days for a sequence of {t}")
+    now = obs[:, lead_in:]
+    om, ov = observation_maps(now, masks)
     basin_ch = streams.get("basins")
     if basin_ch is None:
         return [om, ov], None
     index = streams.get("obs_index")
     index = torch.full((basin_ch.shape[0],), -1, dtype=torch.long) if index is None else index
-    return [om, ov], observation_features(obs, index.to(x.device), basin_ch.to(x.device), om, ov)
+    return [om, ov], observation_features(obs, index.to(x.device), basin_ch.to(x.device), om, ov, obs_days,
+                                         lead_in=lead_in)
 
 
 def observation_maps(obs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -377,10 +394,15 @@ def observation_maps(obs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tens
 
 
 def observation_features(obs: torch.Tensor, obs_index: torch.Tensor, basin_ch: torch.Tensor,
-                         obs_value: torch.Tensor, obs_valid: torch.Tensor) -> torch.Tensor:
-    """(B, T, N, 4) per read-out basin: its own observation (0 where none), whether it has one, and
+                         obs_value: torch.Tensor, obs_valid: torch.Tensor, obs_days: int = 1,
+                         lead_in: int = 0) -> torch.Tensor:
+    """(B, T, N, F) per read-out basin: its own observation (0 where none), whether it has one, and
     the basin means of the observation maps' value and validity (what its gauged neighbours and
-    nested gauges say; all an ungauged basin gets)."""
+    nested gauges say; all an ungauged basin gets); with ``obs_days`` > 1 then its own observation
+    and validity of each of the ``obs_days - 1`` days before (day 1 back first): the recession or
+    rise the last days show. ``obs`` (B, lead_in + T, G) may begin ``lead_in`` days before the
+    sequence (the maps ``obs_value``/``obs_valid`` are of its T days): those days give the
+    history of the first issue days; without them it is unknown there. F = :func:`n_obs_features`."""
     idx = obs_index.long()
     if obs.shape[-1]:
         own = obs[..., idx.clamp_min(0)]
@@ -388,10 +410,20 @@ def observation_features(obs: torch.Tensor, obs_index: torch.Tensor, basin_ch: t
     else:
         own = obs.new_zeros(*obs.shape[:2], idx.numel())
         has = torch.zeros_like(own, dtype=torch.bool)
-    own = torch.where(has, torch.nan_to_num(own, nan=0.0), torch.zeros_like(own))
+    own_all = torch.where(has, torch.nan_to_num(own, nan=0.0), torch.zeros_like(own))  # (B, lead_in + T, N)
+    t = own_all.shape[1] - lead_in
     avg = basin_average(obs_value.unsqueeze(2), basin_ch)[..., 0]
     avg_valid = basin_average(obs_valid.unsqueeze(2), basin_ch)[..., 0]
-    return torch.stack([own, has.to(own.dtype), avg, avg_valid], dim=-1)
+    feats = [own_all[:, lead_in:], has[:, lead_in:].to(own.dtype), avg, avg_valid]
+    for j in range(1, int(obs_days)):
+        back = own_all.new_zeros(own_all.shape[0], t, own_all.shape[2])
+        back_has = torch.zeros_like(back, dtype=torch.bool)
+        first = max(j - lead_in, 0)  # the first issue day whose day j back is in the stream
+        if t > first:
+            back[:, first:] = own_all[:, lead_in + first - j: lead_in + t - j]
+            back_has[:, first:] = has[:, lead_in + first - j: lead_in + t - j]
+        feats += [back, back_has.to(own.dtype)]
+    return torch.stack(feats, dim=-1)
 
 
 class LumpedLSTM(nn.Module):
@@ -408,19 +440,21 @@ class LumpedLSTM(nn.Module):
     """
 
     def __init__(self, n_inputs: int, hidden: int, lead_days: int, observed: int = 0, forecast: int = 0,
-                 quantiles: int = 0):
+                 quantiles: int = 0, obs_days: int = 1):
         super().__init__()
         self._hparams = {"n_inputs": int(n_inputs), "hidden": int(hidden), "lead_days": int(lead_days),
-                         "observed": int(observed), "forecast": int(forecast), "quantiles": int(quantiles)}
+                         "observed": int(observed), "forecast": int(forecast), "quantiles": int(quantiles),
+                         "obs_days": int(obs_days)}
         self.lstm = nn.LSTM(n_inputs, hidden, batch_first=True)
         self.out = nn.Linear(hidden, lead_days)
         if quantiles:  # the distribution from the detached LSTM output (see the module docstring)
-            gaps = len(QUANTILE_LEVELS) - 1
-            self.spread = nn.Linear(hidden, lead_days * gaps)
+            nq = len(QUANTILE_LEVELS)
+            self.spread = nn.Linear(hidden, lead_days * nq)
             with torch.no_grad():
                 self.spread.weight.mul_(0.01)
-                self.spread.bias.fill_(_inverse_softplus(_GAP0))
-            self.register_buffer("spread_scale", torch.ones(lead_days))
+                self.spread.bias.view(lead_days, nq)[:, 0].zero_()
+                self.spread.bias.view(lead_days, nq)[:, 1:].fill_(_inverse_softplus(_GAP0))
+            self.register_buffer("spread_scale", torch.ones(lead_days, len(QUANTILE_LEVELS)))
         if observed:  # the same start from persistence as the ConvLSTM's head (BasinHead.obs_skip)
             self.obs_skip = nn.Parameter(torch.ones(lead_days))
         with torch.no_grad():  # PyTorch gate order i, f, g, o
@@ -435,15 +469,15 @@ class LumpedLSTM(nn.Module):
         if isinstance(x, Mapping):
             _check_streams(x)
             hp = self._hparams
-            inputs = lumped_inputs(x, observed=hp["observed"], forecast=hp["forecast"])
+            inputs = lumped_inputs(x, observed=hp["observed"], forecast=hp["forecast"], obs_days=hp["obs_days"])
             q, final, h = self._run(inputs, state)
             if hp["observed"]:
                 n_dyn = x["dynamic"].shape[2]
-                k = inputs.shape[-1] - hp["forecast"] * hp["lead_days"] * n_dyn - N_OBS_FEATURES
+                k = inputs.shape[-1] - hp["forecast"] * hp["lead_days"] * n_dyn - n_obs_features(hp["obs_days"])
                 q = q + (inputs[..., k] * inputs[..., k + 1]).unsqueeze(-1) * self.obs_skip
             out = {"q": q, "state": final}
             if hp["quantiles"]:
-                raw = self.spread(h.detach()).unflatten(-1, (hp["lead_days"], len(QUANTILE_LEVELS) - 1))
+                raw = self.spread(h.detach()).unflatten(-1, (hp["lead_days"], len(QUANTILE_LEVELS)))
                 out["q_quantiles"] = _scaled(q, quantiles_around(q.detach(), raw),
                                              None if self.training else self.spread_scale)
             days = x.get("rollout_days")
@@ -469,7 +503,8 @@ def basin_average(x: torch.Tensor, basin_ch: torch.Tensor) -> torch.Tensor:
     return torch.einsum("btchw,nhw->btnc", x, mask)
 
 
-def lumped_inputs(streams: Mapping[str, torch.Tensor], observed: int = 0, forecast: int = 0) -> torch.Tensor:
+def lumped_inputs(streams: Mapping[str, torch.Tensor], observed: int = 0, forecast: int = 0,
+                  obs_days: int = 1) -> torch.Tensor:
     """The lumped LSTM's inputs (B, T, N, C): basin averages of the ``"dynamic"`` channels and of
     the ``"static"`` layers, plus log10 of ``"basin_area_km2"``; with ``observed`` the
     :func:`observation_features`, with ``forecast`` the basin means of every ``"forecast"``
@@ -485,7 +520,7 @@ def lumped_inputs(streams: Mapping[str, torch.Tensor], observed: int = 0, foreca
     st = torch.cat([st, area], dim=1)
     parts = [dyn, st.view(1, 1, *st.shape).expand(b, t, -1, -1)]
     if observed:
-        parts.append(_observations(streams, x)[1])
+        parts.append(_observations(streams, x, obs_days)[1])
     if forecast:
         fc = streams["forecast"].to(x.dtype)  # (B, T, L, C, H, W)
         mask = basin_ch[:, 0].to(x.dtype)
@@ -531,23 +566,27 @@ def _inverse_softplus(y: float) -> float:
 
 
 def quantiles_around(center: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-    """Monotone quantiles (..., Q) at :data:`QUANTILE_LEVELS` around ``center`` (...), the median
-    level: ``raw`` (..., Q - 1) are the gaps between neighbouring levels before a softplus (so
-    never negative), the lower half stacked downwards from the median, the upper half upwards."""
-    gaps = F.softplus(raw)
+    """Monotone quantiles (..., Q) at :data:`QUANTILE_LEVELS` around ``center`` (...), the
+    deterministic forecast: ``raw[..., 0]`` is the median's shift from it (a forecast trained on
+    squared errors is a mean, and a river's distribution is skewed: the median lies below),
+    ``raw[..., 1:]`` (Q - 1) the gaps between neighbouring levels before a softplus (so never
+    negative), the lower half stacked downwards from the median, the upper half upwards."""
+    med = center + raw[..., 0]
+    gaps = F.softplus(raw[..., 1:])
     m = (len(QUANTILE_LEVELS) - 1) // 2  # levels below the median
-    lower = center.unsqueeze(-1) - torch.flip(torch.cumsum(torch.flip(gaps[..., :m], [-1]), -1), [-1])
-    upper = center.unsqueeze(-1) + torch.cumsum(gaps[..., m:], -1)
-    return torch.cat([lower, center.unsqueeze(-1), upper], dim=-1)
+    lower = med.unsqueeze(-1) - torch.flip(torch.cumsum(torch.flip(gaps[..., :m], [-1]), -1), [-1])
+    upper = med.unsqueeze(-1) + torch.cumsum(gaps[..., m:], -1)
+    return torch.cat([lower, med.unsqueeze(-1), upper], dim=-1)
 
 
 def _scaled(center: torch.Tensor, qq: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """The quantiles ``qq`` (..., L, Q) with their distance from ``center`` (..., L) times the
-    per-lead ``scale`` (L,) (None: as they are)."""
+    """The quantiles ``qq`` (..., L, Q) with each one's distance from ``center`` (..., L) times
+    ``scale`` (L, Q) (None: as they are), then sorted (the rearrangement of Chernozhukov et al.
+    2010: it can only lower the pinball loss) so that they never cross."""
     if scale is None:
         return qq
     c = center.unsqueeze(-1)
-    return c + (qq - c) * scale.to(qq.dtype).view(-1, 1)
+    return torch.sort(c + (qq - c) * scale.to(qq.dtype), dim=-1).values
 
 
 def quantile_loss(qq: torch.Tensor, obs: torch.Tensor, basin_std: torch.Tensor | float, eps: float = 0.1,
@@ -569,28 +608,27 @@ def quantile_loss(qq: torch.Tensor, obs: torch.Tensor, basin_std: torch.Tensor |
     return pin.sum() / (valid.sum() * len(QUANTILE_LEVELS)).clamp_min(1)
 
 
-def fit_spread_scale(center, qq, obs, grid=None) -> list[float]:
-    """Per lead, the factor on the quantiles' distance from ``center`` that minimises the mean
-    pinball loss against ``obs`` (numpy arrays (T, N, L), (T, N, L, Q), (T, N, L), NaN = no
-    observation): the calibration of the spread on a period the model was not fitted on (the
-    validation period). Grid 0.5 .. 4 by default; 1.0 where a lead has no observation."""
+def fit_spread_scale(center, qq, obs, grid=None) -> list[list[float]]:
+    """Per lead and quantile level, the factor on the quantile's distance from ``center`` that
+    minimises that level's mean pinball loss against ``obs`` (numpy arrays (T, N, L), (T, N, L,
+    Q), (T, N, L); NaN = no observation): a quantile recalibration on a period the model was not
+    fitted on (the validation period). Grid 0 .. 4 by default (0: the level collapses onto the
+    deterministic forecast); 1.0 where a lead has no observation. Returns (L, Q) nested lists."""
     import numpy as np
 
-    grid = np.round(np.arange(0.5, 4.0001, 0.05), 2) if grid is None else np.asarray(grid)
+    grid = np.round(np.arange(0.0, 4.0001, 0.05), 2) if grid is None else np.asarray(grid)
     levels = np.asarray(QUANTILE_LEVELS)
     out = []
     for l in range(center.shape[-1]):
         c, d, o = center[..., l], qq[..., l, :] - center[..., l, None], obs[..., l]
         ok = np.isfinite(o) & np.isfinite(c)
-        if not ok.any():
-            out.append(1.0)
-            continue
-        c, d, o = c[ok], d[ok], o[ok]
-        losses = []
-        for g in grid:
-            err = o[:, None] - (c[:, None] + g * d)
-            losses.append(np.maximum(levels * err, (levels - 1) * err).mean())
-        out.append(float(grid[int(np.argmin(losses))]))
+        row = [1.0] * len(levels)
+        if ok.any():
+            c, d, o = c[ok], d[ok], o[ok]
+            err = o[:, None, None] - (c[:, None, None] + grid[None, :, None] * d[:, None, :])  # (n, G, Q)
+            loss = np.maximum(levels * err, (levels - 1) * err).mean(axis=0)  # (G, Q)
+            row = [float(grid[int(np.argmin(loss[:, k]))]) for k in range(len(levels))]
+        out.append(row)
     return out
 
 
