@@ -44,6 +44,11 @@ formats add sections) but every key below is checked.
                             ``lumped_validation_nse`` (number or null), ``polygon_lonlat`` (GeoJSON
                             object or null)
 ``config``, ``training``    objects (free-form), optional
+``distribution``            optional: ``kind`` "quantiles", ``levels``, ``spread_scale`` (per model, the
+                            validation recalibration; the weights carry the same as a buffer)
+``thresholds``              optional list of flood-threshold records (checked by
+                            :func:`hydrocast.thresholds.from_records` when predict reads them), with
+                            ``thresholds_notes`` (basin → how they were fitted)
 *kind "checkpoint"*
 ``state``                   object: ``epoch`` (integer >= 0), ``best`` (number or null),
                             ``history`` (list), ...
