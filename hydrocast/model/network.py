@@ -537,6 +537,16 @@ def _check_streams(streams: Mapping) -> None:
         raise ValueError("the input streams need 'dynamic'")
 
 
+def _basin_std(basin_std, obs: torch.Tensor, basin_dim: int, like: torch.Tensor) -> torch.Tensor:
+    """``basin_std`` as a tensor broadcastable to ``obs``: an (N,) vector is put on ``basin_dim``."""
+    std = torch.as_tensor(basin_std, dtype=like.dtype, device=like.device)
+    if std.ndim == 1 and obs.ndim > 1:
+        shape = [1] * obs.ndim
+        shape[basin_dim] = -1
+        std = std.view(shape)
+    return std
+
+
 def nse_star_loss(pred: torch.Tensor, obs: torch.Tensor, basin_std: torch.Tensor | float,
                   eps: float = 0.1, basin_dim: int = -2) -> torch.Tensor:
     """NSE* loss (Kratzert et al. 2019): mean over valid observations of
@@ -550,11 +560,7 @@ def nse_star_loss(pred: torch.Tensor, obs: torch.Tensor, basin_std: torch.Tensor
     loss is then MSE / (1 + eps)^2, the same basin weighting. With no valid observation the loss
     is a zero that still carries the graph.
     """
-    std = torch.as_tensor(basin_std, dtype=pred.dtype, device=pred.device)
-    if std.ndim == 1 and obs.ndim > 1:
-        shape = [1] * obs.ndim
-        shape[basin_dim] = -1
-        std = std.view(shape)
+    std = _basin_std(basin_std, obs, basin_dim, pred)
     valid = ~torch.isnan(obs)
     err = torch.where(valid, pred - torch.where(valid, obs, torch.zeros_like(obs)), torch.zeros_like(pred))
     weighted = err.square() / (std + eps).square()
@@ -596,11 +602,7 @@ def quantile_loss(qq: torch.Tensor, obs: torch.Tensor, basin_std: torch.Tensor |
     ``max(tau (o - q), (tau - 1)(o - q)) / (std_b + eps)``, basins weighted as in
     :func:`nse_star_loss`. Twice its mean over equally spaced levels approximates the CRPS."""
     levels = torch.as_tensor(QUANTILE_LEVELS, dtype=qq.dtype, device=qq.device)
-    std = torch.as_tensor(basin_std, dtype=qq.dtype, device=qq.device)
-    if std.ndim == 1 and obs.ndim > 1:
-        shape = [1] * obs.ndim
-        shape[basin_dim] = -1
-        std = std.view(shape)
+    std = _basin_std(basin_std, obs, basin_dim, qq)
     valid = ~torch.isnan(obs)
     err = torch.where(valid, obs, torch.zeros_like(obs)).unsqueeze(-1) - qq
     pin = torch.maximum(levels * err, (levels - 1) * err) / (std + eps).unsqueeze(-1)
