@@ -217,8 +217,12 @@ class Forecaster:
         the rows of ``[thresholds] path`` (your own warning levels) for the basins it lists, else
         the model's (fitted at training time), else, for a basin the model never saw, return-period
         flows fitted to the model's own lead-1 hindcast of the training and validation periods
-        (as GloFAS does from its reanalysis; computed on each call, a run over those years)."""
-        from .thresholds import fit_basin_thresholds, read_thresholds, thresholds_for
+        (as GloFAS does from its reanalysis). That hindcast (a run over those years) is done once
+        per basin: its thresholds are kept in ``<cube stem>.state/<model id>.thresholds.json``
+        beside the model state, keyed by a digest of the basin's grid cells and the
+        ``[thresholds]`` settings (another outline or setting: computed again; a missing or
+        corrupt file: rebuilt, never an error)."""
+        from .thresholds import fit_basin_thresholds, from_records, read_thresholds, thresholds_for, to_records
 
         th = self.cfg.thresholds
         user = read_thresholds(self.cfg.resolve(th.path)) if th.path else []
@@ -231,6 +235,16 @@ class Forecaster:
         # a basin it never saw gets them from the model's hindcast, each time (a thresholds file spares that)
         need = [k for k, b in enumerate(basins.ids) if not out[b] and b not in self.gauged]
         span = self._fit_span()
+        cache_path, cache, keys = None, {}, {}
+        if need and span is not None:
+            cache_path, cache = self._threshold_cache()
+            keys = {basins.ids[k]: _threshold_key(basins.channels[k], th, span) for k in need}
+            for k in list(need):
+                hit = cache.get(basins.ids[k])
+                if isinstance(hit, dict) and hit.get("key") == keys[basins.ids[k]]:
+                    out[basins.ids[k]] = thresholds_for(from_records(hit.get("rows"), str(cache_path)),
+                                                        basins.ids[k])
+                    need.remove(k)
         if need and span is not None:
             a, b = span
             sub = BasinSet([basins.ids[k] for k in need], basins.channels[need], [basins.info[k] for k in need])
@@ -247,7 +261,31 @@ class Forecaster:
             for bid in sub.ids:
                 out[bid] = thresholds_for(rows, bid)
                 log(f"{bid}: flood thresholds from the model's hindcast: {notes[bid]}")
+                cache[bid] = {"key": keys[bid], "rows": to_records(out[bid]), "note": notes[bid]}
+            self._save_threshold_cache(cache_path, cache)
         return out
+
+    def _threshold_cache(self) -> tuple[Path, dict]:
+        """(path, content) of the ungauged basins' thresholds kept beside the model state; {} where
+        the file is missing or unreadable (then rebuilt)."""
+        import json
+
+        from .state import state_path
+
+        path = state_path(self.reader.path, self.model_id).with_name(f"{self.model_id}.thresholds.json")
+        try:
+            content = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return path, {}
+        return path, content if isinstance(content, dict) else {}
+
+    def _save_threshold_cache(self, path: Path, cache: dict) -> None:
+        import json
+
+        from .fsio import atomic_write_text, held_lock
+
+        with held_lock(path, f"{path}: another hydrocast run is writing it (lock {{lock}}); retry later", timeout=30):
+            atomic_write_text(path, json.dumps(cache, indent=1, sort_keys=True))
 
     def _fit_span(self) -> tuple[int, int] | None:
         """Cube indices of the model's training + validation span (None where the cube lacks it)."""
@@ -524,6 +562,16 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
                 log(f"{info['id']}:   P(> {t['name']} {t['discharge_m3s']:.1f} m3/s, {t['source']}) = "
                     + ", ".join(f"{p:.2f}" for p in t["exceedance_probability"]))
     return result
+
+
+def _threshold_key(channels: np.ndarray, th, span: tuple[int, int]) -> str:
+    """What an ungauged basin's cached thresholds depend on: its grid cells and distances, the
+    ``[thresholds]`` settings and the hindcast's span."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(channels, dtype="float32").tobytes())
+    h.update(repr((list(th.return_periods), th.min_years, th.year_start_month, span)).encode())
+    return h.hexdigest()[:32]
 
 
 def _level(levels, value: float) -> int:

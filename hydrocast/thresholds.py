@@ -520,8 +520,8 @@ def fit_basin_thresholds(basin_ids: Sequence[str], days, observed, simulated, re
             if np.isfinite(mx).sum() >= MIN_YEARS:
                 fit, source = fit_return_levels(mx, return_periods), "hindcast"
         if fit is None:
-            notes[str(basin)] = (f"none: {n_obs} observed annual maxima (< {min_years}) and fewer than "
-                                 f"{MIN_YEARS} years of hindcast")
+            had = f"{n_obs} observed annual maxima (< {min_years})" if observed is not None else "no observed record"
+            notes[str(basin)] = f"none: {had} and fewer than {MIN_YEARS} years of hindcast"
             continue
         rows += levels_from_fit(basin, fit, source)
         why = ""

@@ -281,6 +281,39 @@ def test_predict_ungauged_basin(work, trained, tmp_path):
         assert (ds["discharge"].values >= 0).all()
 
 
+def test_ungauged_thresholds_are_fitted_once_and_kept(work, trained, tmp_path, monkeypatch):
+    """An ungauged basin's thresholds come from a hindcast run once: the next forecast reads them
+    from <cube stem>.state/<model id>.thresholds.json; other [thresholds] settings recompute them."""
+    import hydrocast.thresholds as hth
+
+    cfg = work / "hydrocast.toml"
+    args = ["--basins", str(SAMPLE / "basins" / "ungauged.geojson"), "--basin", "PT07", "--json", "--quiet"]
+    res = invoke("predict", "--config", str(cfg), "--out", str(tmp_path / "a"), *args)
+    assert res.exit_code == 0, res.output
+    model_id = json.loads(res.stdout)["model_id"]
+    cache = work / "cube.state" / f"{model_id}.thresholds.json"
+    kept = json.loads(cache.read_text())
+    # 2.5 years of hindcast: too short for a fit, and that result is kept too
+    assert kept["PT07"]["rows"] == [] and kept["PT07"]["note"] == (
+        "none: no observed record and fewer than 3 years of hindcast")
+
+    def refuse(*a, **k):
+        raise AssertionError("the hindcast ran again")
+
+    monkeypatch.setattr(hth, "fit_basin_thresholds", refuse)
+    res = invoke("predict", "--config", str(cfg), "--out", str(tmp_path / "b"), *args)
+    assert res.exit_code == 0, res.output  # read from the file, not fitted again
+    cfg2 = tmp_path / "hydrocast.toml"
+    cfg2.write_text(cfg.read_text() + "\n[thresholds]\nmin_years = 3\n")
+    res = invoke("predict", "--config", str(cfg2), "--out", str(tmp_path / "c"), *args)
+    assert res.exit_code == 70 and "the hindcast ran again" in res.stderr  # another setting: fitted again
+    cache.write_text("{not json")
+    monkeypatch.undo()
+    res = invoke("predict", "--config", str(cfg), "--out", str(tmp_path / "d"), *args)
+    assert res.exit_code == 0, res.output  # a corrupt file is rebuilt
+    assert "PT07" in json.loads(cache.read_text())
+
+
 @pytest.mark.parametrize("args,code,needle", [
     (["--basin", "NOPE"], 67, "NOPE"),
     (["--basin", "PT01", "--issue-date", "2015-01-05"], 75, "2015-01-05"),

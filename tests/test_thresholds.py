@@ -407,3 +407,19 @@ def test_fit_basin_thresholds_uses_the_record_then_the_hindcast_then_nothing():
     calls.clear()
     fit_basin_thresholds(["A"], days, obs[:, :1], simulated, (2,), min_years=5)
     assert calls == []
+
+
+def test_records_round_trip_and_bad_records_name_where():
+    from hydrocast.errors import BadInputError
+    from hydrocast.thresholds import Threshold, from_records, to_records
+
+    rows = [Threshold("A", "2y", 35.5, 2.0, "observed", 30.0, 41.0, 8, "gumbel"), Threshold("A", "alert", 50.0)]
+    assert from_records(to_records(rows), "m.json") == rows
+    bad = to_records(rows)
+    bad[1]["discharge_m3s"] = -1.0
+    with pytest.raises(BadInputError, match=r"m.json thresholds\[1\]: discharge_m3s"):
+        from_records(bad, "m.json")
+    with pytest.raises(BadInputError, match="duplicate"):
+        from_records(to_records(rows) + to_records(rows[:1]), "m.json")
+    with pytest.raises(BadInputError, match="not a thresholds record"):
+        from_records([{"basin": "A", "name": "x", "discharge_m3s": 1.0, "colour": "red"}], "m.json")
