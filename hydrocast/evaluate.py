@@ -18,7 +18,8 @@ the valid day's day of year, and the **persistence ensemble**, the issue day's f
 training-period distribution of lead-day changes), basin and lead: mean CRPS (every system as
 the same 19 quantiles, scored by the same quantile-CRPS estimator), CRPSS against each
 reference, the coverage of the 50 % and 90 % intervals, the PIT histogram's chi-square p-value
-and mean absolute deviation from uniform, plus median rows. ``warnings.csv``: per system,
+and mean absolute deviation from uniform, plus median rows; all four on the same days (where the
+observation and every system's forecast exist). ``warnings.csv``: per system,
 basin, lead and threshold (the model's return-period flows, or ``[thresholds] path``): Brier
 score, hits, misses, false alarms, hit rate and false-alarm ratio of warnings issued at an
 exceedance probability of 0.5 or more. ``paired.csv``: per lead, the ConvLSTM against the
@@ -233,7 +234,10 @@ def probabilistic_scores(levels, quantiles: dict, obs_bt: np.ndarray, q_obs: np.
     rows, warn_rows = [], []
     for n, bid in enumerate(basin_ids):
         for l in range(L):
-            o = obs_bt[n, :, l]
+            # every system on the same days: where the observation and all four forecasts exist
+            same = np.isfinite(obs_bt[n, :, l]) & np.all([np.isfinite(q[n, :, l]).all(axis=-1)
+                                                          for q in systems.values()], axis=0)
+            o = np.where(same, obs_bt[n, :, l], np.nan)
             ref = {k: float(np.nanmean(crps_quantiles(o, systems[k][n, :, l], levels)))
                    if np.isfinite(o).any() else np.nan for k in ("climatology_ensemble", "persistence_ensemble")}
             for name, qq in systems.items():
