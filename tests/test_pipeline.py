@@ -575,3 +575,28 @@ def test_train_errors(work, cube, tmp_path):
     cfg.write_text(bad.replace("2010-01-01", "2015-01-01").replace("[train]", '[train]\ninputs = ["snow"]'))
     res = invoke("train", "--config", str(cfg))
     assert res.exit_code == 65 and "snow" in res.stderr
+
+
+def test_a_deterministic_model_still_predicts_and_evaluates(work, cube, tmp_path):
+    """probabilistic = false: no distribution anywhere (no quantiles, no thresholds, no
+    probabilistic tables), the rest as before."""
+    model = tmp_path / "m"
+    cfg = project_config(tmp_path, cube, model)
+    cfg.write_text(cfg.read_text().replace("epochs = 2", "epochs = 1\nprobabilistic = false"))
+    res = invoke("train", "--config", str(cfg), "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["hparams"]["quantiles"] == 0 and meta["distribution"] is None
+    res = invoke("predict", "--config", str(cfg), "--basin", "PT01", "--issue-date", "2020-06-30",
+                 "--out", str(tmp_path / "fc"), "--json", "--quiet", "--plot")
+    assert res.exit_code == 0, res.output
+    entry = json.loads(res.stdout)["basins"][0]
+    assert "quantiles_m3s" not in entry and "thresholds" not in entry
+    with xr.open_dataset(next((tmp_path / "fc").glob("*_hydrograph.nc"))) as ds:
+        assert "discharge_quantiles" not in ds and "exceedance_probability" not in ds
+    res = invoke("evaluate", "--config", str(cfg), "--period", "2019-01-01:2019-02-28", "--out",
+                 str(tmp_path / "ev"), "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["probabilistic"] == {} and not (tmp_path / "ev" / "probabilistic.csv").exists()
+    assert set(summary["paired"]["1"]) == {"nse"}
