@@ -114,9 +114,9 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     ok = fc.supported()[a:b + 1]
     T, N = b - a + 1, len(basins.ids)
 
-    def to_bt(x):  # (T, N, L) -> (N, T, L), NaN on unsupported issue days
-        x = np.where(ok[:, None, None], x, np.nan)
-        return np.transpose(x, (1, 0, 2)).astype("float64")
+    def to_bt(x):  # (T, N, L[, Q]) -> (N, T, L[, Q]), NaN on unsupported issue days
+        x = np.where(ok.reshape(-1, *[1] * (x.ndim - 1)), x, np.nan)
+        return np.swapaxes(x, 0, 1).astype("float64")
 
     obs = targets(q_obs, a, b + 1, lead, len(days) - 1, dtype="float64")  # observed on each valid day
     persist = np.repeat(q_obs[a:b + 1][:, :, None], lead, axis=2)
@@ -146,11 +146,8 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     issue_days = days[a:b + 1]
     quantiles = None
     if fc.levels is not None:
-        def to_btq(x):  # (T, N, L, Q) -> (N, T, L, Q)
-            return np.transpose(np.where(ok[:, None, None, None], x, np.nan), (1, 0, 2, 3)).astype("float64")
-
-        quantiles = {"simulated": to_btq(res["convlstm"].extra["q_quantiles"]),
-                     "lumped_lstm": to_btq(res["lumped_lstm"].extra["q_quantiles"])}
+        quantiles = {"simulated": to_bt(res["convlstm"].extra["q_quantiles"]),
+                     "lumped_lstm": to_bt(res["lumped_lstm"].extra["q_quantiles"])}
     ds = hindcast_dataset(basins.ids, issue_days, leads, sims["convlstm"], obs_bt,
                           {k: v for k, v in sims.items() if k != "convlstm"},
                           [i["outlet_lon"] for i in basins.info], [i["outlet_lat"] for i in basins.info],
@@ -238,11 +235,11 @@ def probabilistic_scores(levels, quantiles: dict, obs_bt: np.ndarray, q_obs: np.
             same = np.isfinite(obs_bt[n, :, l]) & np.all([np.isfinite(q[n, :, l]).all(axis=-1)
                                                           for q in systems.values()], axis=0)
             o = np.where(same, obs_bt[n, :, l], np.nan)
-            ref = {k: float(np.nanmean(crps_quantiles(o, systems[k][n, :, l], levels)))
-                   if np.isfinite(o).any() else np.nan for k in ("climatology_ensemble", "persistence_ensemble")}
+            day_crps = {name: crps_quantiles(o, qq[n, :, l], levels) for name, qq in systems.items()}
+            mean = {name: float(np.nanmean(c)) if np.isfinite(c).any() else np.nan for name, c in day_crps.items()}
+            ref = {k: mean[k] for k in ("climatology_ensemble", "persistence_ensemble")}
             for name, qq in systems.items():
-                c = crps_quantiles(o, qq[n, :, l], levels)
-                mean_c = float(np.nanmean(c)) if np.isfinite(c).any() else np.nan
+                c, mean_c = day_crps[name], mean[name]
                 u = pit_uniformity(pit_quantiles(o, qq[n, :, l], levels)[np.isfinite(c)])
                 rows.append({"model": name, "basin": bid, "lead_days": l + 1, "crps": mean_c,
                              "crpss_climatology": crpss(mean_c, ref["climatology_ensemble"]),

@@ -232,20 +232,21 @@ class Forecaster:
                                                if b in self.gauged else [])
             out[b] = rows
         # the model's own basins got theirs at training time (none: too short a record and hindcast);
-        # a basin it never saw gets them from the model's hindcast, each time (a thresholds file spares that)
-        need = [k for k, b in enumerate(basins.ids) if not out[b] and b not in self.gauged]
+        # a basin it never saw gets them from the model's hindcast, once (then from the cache file)
+        new = [k for k, b in enumerate(basins.ids) if not out[b] and b not in self.gauged]
         span = self._fit_span()
-        cache_path, cache, keys = None, {}, {}
-        if need and span is not None:
-            cache_path, cache = self._threshold_cache()
-            keys = {basins.ids[k]: _threshold_key(basins.channels[k], th, span) for k in need}
-            for k in list(need):
-                hit = cache.get(basins.ids[k])
-                if isinstance(hit, dict) and hit.get("key") == keys[basins.ids[k]]:
-                    out[basins.ids[k]] = thresholds_for(from_records(hit.get("rows"), str(cache_path)),
-                                                        basins.ids[k])
-                    need.remove(k)
-        if need and span is not None:
+        if not new or span is None:
+            return out
+        cache_path, cache = self._threshold_cache()
+        keys = {basins.ids[k]: _threshold_key(basins.channels[k], th, span) for k in new}
+        need = []
+        for k in new:
+            hit = cache.get(basins.ids[k])
+            if isinstance(hit, dict) and hit.get("key") == keys[basins.ids[k]]:
+                out[basins.ids[k]] = thresholds_for(from_records(hit.get("rows"), str(cache_path)), basins.ids[k])
+            else:
+                need.append(k)
+        if need:
             a, b = span
             sub = BasinSet([basins.ids[k] for k in need], basins.channels[need], [basins.info[k] for k in need])
 
@@ -511,7 +512,7 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
                                   model_id=fc.model_id)
         mp.attrs.update(provenance)
         base = id_path(out_dir, info["id"], f"_{stamp}_{fc.model_id}")
-        products.append((info, hyd, mp, base, recent, maps, window, warn))
+        products.append((n, info, hyd, mp, base, recent, maps, window, warn))
         entry = {"id": info["id"], "gauged": info["gauged"], "area_km2": round(info["area_km2"], 1),
                  "discharge_m3s": [round(float(v), 3) for v in q[n]],
                  "valid_dates": [str(day + np.timedelta64(int(l), "D")) for l in leads],
@@ -523,7 +524,7 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
             entry["thresholds"] = warn["json"] if warn else []
         result.basins.append(entry)
     past = _past_simulation(fc, basins, i) if plot and qq is not None else None
-    for info, hyd, mp, base, recent, maps, window, warn in products:
+    for n, info, hyd, mp, base, recent, maps, window, warn in products:
         for ds, suffix in ((hyd, "_hydrograph.nc"), (mp, "_maps.nc")):
             path = Path(f"{base}{suffix}")
             write_dataset(ds, path)
@@ -532,7 +533,6 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
             from .plots import plot_hydrograph, plot_maps
 
             valid = [day + np.timedelta64(int(l), "D") for l in leads]
-            n = basins.ids.index(info["id"])
             if qq is None:
                 result.files.append(str(plot_hydrograph(Path(f"{base}_hydrograph.png"), info["id"], day, valid, q[n],
                                                         recent[0], recent[1])))
@@ -550,7 +550,6 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
             result.files.append(str(plot_maps(Path(f"{base}_maps.png"), info["id"], day,
                                               {k: (v[0], v[1].get("units", "")) for k, v in maps.items()}, extent,
                                               basins.channels[n, 0][r0:r1, c0:c1], lead_days=leads)))
-        n = basins.ids.index(info["id"])
         if qq is None:
             log(f"{info['id']}: {', '.join(f'{v:.2f}' for v in q[n])} m3/s for leads 1..{fc.lead} after {day}")
         else:
