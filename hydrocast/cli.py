@@ -465,6 +465,8 @@ def evaluate(
             console.print(render_table(result))
             if result.probabilistic:
                 console.print(render_probabilistic(result))
+            if result.ensemble:
+                console.print(render_probabilistic(result, ensemble=True))
             for path in result.files:
                 print(path)
         run.finish(result)

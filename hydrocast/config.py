@@ -36,9 +36,11 @@ SOURCE_KEYS: dict[str, dict[str, type | tuple]] = {
     "geotiff": {"crs": str, "units": str, "quantity": str, "date_format": str, "band": int,
                 "resampling": str, "min_valid_fraction": float, "step": str, "time_label": str,
                 "nodata": float},
-    "nwp_grib": {"resampling": str, "max_lead_days": int},
-    "nwp_netcdf": {"variable": str, "units": str, "resampling": str, "max_lead_days": int},
+    "nwp_grib": {"resampling": str, "max_lead_days": int, "members": str},
+    "nwp_netcdf": {"variable": str, "units": str, "resampling": str, "max_lead_days": int, "members": str},
 }
+#: What the forecast store keeps of an ensemble run (``members`` of an nwp source).
+MEMBER_MODES = ("keep", "mean")
 #: Source kinds that are weather forecasts: stored in the forecast store beside the cube
 #: (:mod:`hydrocast.forecasts`), never in the daily cube.
 FORECAST_KINDS = ("nwp_grib", "nwp_netcdf")
@@ -101,6 +103,7 @@ class TrainConfig:
     observed_discharge: bool = True
     observed_days: int = 2
     forecast_source: str = "auto"
+    ensemble_source: str = "auto"
     forecast_stand_in: bool = True
     probabilistic: bool = True
     hidden: int = 16
@@ -281,6 +284,9 @@ def _sources(tables: Any, where: str) -> list[SourceConfig]:
             raise ConfigError(f"{w} ({name}) min_valid_fraction must be in (0, 1]")
         if options.get("max_lead_days", 10) < 1:
             raise ConfigError(f"{w} ({name}) max_lead_days must be >= 1")
+        if options.get("members", "keep") not in MEMBER_MODES:
+            raise ConfigError(f"{w} ({name}) members must be one of {', '.join(MEMBER_MODES)}, "
+                              f"got {options['members']!r}")
         out.append(SourceConfig(name, kind, paths, options))
     if sum(s.kind == "dem" for s in out) > 1:
         raise ConfigError(f"{where}: only one source of kind 'dem' is allowed")
@@ -474,6 +480,10 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                                 "reads (1: the issue day; 2: also the day before, the recession or rise)."),
         "forecast_source": KeyDoc("The weather-forecast source the lead days roll over: auto (the config's "
                                   "nwp source, if any), a source name, or none."),
+        "ensemble_source": KeyDoc("The forecast source whose ensemble members predict and evaluate roll the "
+                                  "model over, one run per member (a realization dimension): auto (the "
+                                  "forecast_source if its store keeps members, else the first nwp source that "
+                                  "does), a source name, or none."),
         "forecast_stand_in": KeyDoc("Train on observed rain with noise where the forecast archive has no run."),
         "probabilistic": KeyDoc("Also forecast the distribution (19 quantiles, pinball loss, spread calibrated on "
                                 "the validation period): intervals and exceedance probabilities."),
@@ -520,6 +530,9 @@ _LABEL_DOC = KeyDoc("What a time stamp without bounds marks: \"start\" or \"end\
                     "start")
 _CRS_DOC = KeyDoc("CRS when the file has none (a file whose CRS differs is rejected).", "EPSG:4326")
 _LEADS_DOC = KeyDoc("Forecasts: lead days kept per run (1..N; a run's later days are dropped).", 10)
+_MEMBERS_DOC = KeyDoc("Ensemble runs (ECMWF ENS cf/pf): keep = store every member beside their mean, so predict "
+                      "and evaluate run the model once per member (a realization dimension); mean = the mean only.",
+                      "keep")
 _QUANTITY_DOC = KeyDoc("\"precipitation\" (converted to mm/day) or \"soil_moisture\" (any other value: "
                        "no conversion).", "precipitation")
 
@@ -569,12 +582,14 @@ SOURCE_OPTION_DOCS: dict[str, dict[str, KeyDoc]] = {
     "nwp_grib": {
         "resampling": _RESAMPLING_DOC,
         "max_lead_days": _LEADS_DOC,
+        "members": _MEMBERS_DOC,
     },
     "nwp_netcdf": {
         "variable": KeyDoc("The precipitation variable (default: tp).", "tp"),
         "units": KeyDoc("Units when the file has none (m, kg m-2 or mm; overrides the file's units).", "m"),
         "resampling": _RESAMPLING_DOC,
         "max_lead_days": _LEADS_DOC,
+        "members": _MEMBERS_DOC,
     },
 }
 

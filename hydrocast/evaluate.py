@@ -25,6 +25,13 @@ score, hits, misses, false alarms, hit rate and false-alarm ratio of warnings is
 exceedance probability of 0.5 or more. ``paired.csv``: per lead, the ConvLSTM against the
 lumped LSTM basin by basin (NSE and CRPS): median difference, its 90 % bootstrap interval,
 the Wilcoxon signed-rank p-value and the number of basins where the ConvLSTM wins.
+
+Where the forecast store keeps the members of ensemble runs in the period (``[train]
+ensemble_source``), the ConvLSTM is also run once per member and its distributions pooled
+(:func:`hydrocast.probmetrics.pooled_quantiles`, recalibrated on the validation period at
+training time where it had members): ``convlstm_ensemble``, written to the hindcast
+as quantiles and scored in ``ensemble.csv`` / ``ensemble_warnings.csv`` like
+``probabilistic.csv``, with every other system, on the days that have members.
 """
 
 from __future__ import annotations
@@ -71,12 +78,13 @@ class EvaluateResult:
     probabilistic: dict = field(default_factory=dict)  # system -> lead -> {crps, crpss_*, coverage_*, ...}
     paired: dict = field(default_factory=dict)  # lead -> score -> {median_difference, ci_low, ...}
     files: list = field(default_factory=list)
+    ensemble: dict = field(default_factory=dict)  # as probabilistic, on the days with ensemble members
 
     def to_json(self) -> dict:
         return {"hindcast": self.hindcast, "metrics_csv": self.metrics_csv, "model_id": self.model_id,
                 "period": list(self.period),
                 "issue_days": self.n_issue_days, "median": self.medians, "probabilistic": self.probabilistic,
-                "paired": self.paired, "files": self.files}
+                "paired": self.paired, "ensemble": self.ensemble, "files": self.files}
 
 
 def evaluate(cfg: Config, period: str | None, out_dir: Path, basins_path: Path | None = None,
@@ -113,6 +121,16 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
         res.update({f"{k}_{v}": run for k, run in r.items()})
     ok = fc.supported()[a:b + 1]
     T, N = b - a + 1, len(basins.ids)
+    ens = None
+    if fc.levels is not None and fc.ensemble_name:
+        from .forward import run_members
+        from .probmetrics import pooled_quantiles
+
+        ens = run_members(fc.net, fc.inputs(basins), a, b, fc.spin)  # None: no ensemble run in the period
+        if ens is not None:
+            ens_q = pooled_quantiles(fc.levels, np.moveaxis(ens.extra["q_quantiles"], 1, 0), fc.ensemble_scale)
+            log(f"ensemble: {int((ens.n_members > 0).sum())} issue days with members of {fc.ensemble_name} "
+                f"(up to {int(ens.n_members.max())})")
 
     def to_bt(x):  # (T, N, L[, Q]) -> (N, T, L[, Q]), NaN on unsupported issue days
         x = np.where(ok.reshape(-1, *[1] * (x.ndim - 1)), x, np.nan)
@@ -148,6 +166,8 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     if fc.levels is not None:
         quantiles = {"simulated": to_bt(res["convlstm"].extra["q_quantiles"]),
                      "lumped_lstm": to_bt(res["lumped_lstm"].extra["q_quantiles"])}
+        if ens is not None:
+            quantiles["convlstm_ensemble"] = to_bt(ens_q)
     ds = hindcast_dataset(basins.ids, issue_days, leads, sims["convlstm"], obs_bt,
                           {k: v for k, v in sims.items() if k != "convlstm"},
                           [i["outlet_lon"] for i in basins.info], [i["outlet_lat"] for i in basins.info],
@@ -156,7 +176,11 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     prob = None
     if quantiles is not None:
         thresholds = fc.thresholds(basins, log)
-        prob = probabilistic_scores(fc.levels, quantiles, obs_bt, q_obs, days, a, b, ok, tp, basins.ids, thresholds)
+        base = {"convlstm": quantiles["simulated"], "lumped_lstm": quantiles["lumped_lstm"]}
+        prob = probabilistic_scores(fc.levels, base, obs_bt, q_obs, days, a, b, ok, tp, basins.ids, thresholds)
+        if ens is not None:  # the same systems and the member-driven one, on the days with members
+            prob_ens = probabilistic_scores(fc.levels, {**base, "convlstm_ensemble": quantiles["convlstm_ensemble"]},
+                                            obs_bt, q_obs, days, a, b, ok, tp, basins.ids, thresholds)
     hc = write_dataset(ds, out_dir / "hindcast.nc")
     csv_path = out_dir / "metrics.csv"
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
@@ -174,6 +198,12 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
             atomic_write_text(path, frame.to_csv(index=False, float_format="%.4f"))
             files.append(str(path))
         result.probabilistic = prob["medians"]
+        if ens is not None:
+            for name, frame in (("ensemble", prob_ens["scores"]), ("ensemble_warnings", prob_ens["warnings"])):
+                path = out_dir / f"{name}.csv"
+                atomic_write_text(path, frame.to_csv(index=False, float_format="%.4f"))
+                files.append(str(path))
+            result.ensemble = prob_ens["medians"]
     rows = [{"lead_days": lead_, "score": k, **v} for lead_, d in result.paired.items() for k, v in d.items()]
     path = out_dir / "paired.csv"
     atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.4f"))
@@ -191,8 +221,9 @@ PROB_SCORES = ("crps", "crpss_climatology", "crpss_persistence", "coverage_50", 
 
 def probabilistic_scores(levels, quantiles: dict, obs_bt: np.ndarray, q_obs: np.ndarray, days: np.ndarray,
                          a: int, b: int, ok: np.ndarray, train_period, basin_ids: list, thresholds: dict) -> dict:
-    """The probabilistic tables of the module docstring. ``quantiles``: "simulated" (the ConvLSTM)
-    and "lumped_lstm", (N, T, L, Q) m3/s; ``obs_bt`` (N, T, L) observed on the valid days;
+    """The probabilistic tables of the module docstring. ``quantiles``: system name (e.g.
+    "convlstm", "lumped_lstm") -> (N, T, L, Q) m3/s, scored with the two reference ensembles, all
+    on the days where every one has a forecast; ``obs_bt`` (N, T, L) observed on the valid days;
     ``q_obs`` (cube days, N) observed discharge (the reference ensembles take the training period's
     only, and the issue day's for persistence)."""
     import pandas as pd
@@ -210,15 +241,15 @@ def probabilistic_scores(levels, quantiles: dict, obs_bt: np.ndarray, q_obs: np.
         quantiles_of,
     )
 
-    N, T, L, _ = quantiles["simulated"].shape
+    N, T, L, _ = next(iter(quantiles.values())).shape
     t0 = int((np.datetime64(train_period[0], "D") - days[0]).astype(int))
     t1 = int((np.datetime64(train_period[1], "D") - days[0]).astype(int))
     t0, t1 = max(t0, 0), min(t1, len(days) - 1)
     train_days = days[t0:t1 + 1]
     issue = days[a:b + 1]
-    systems = {"convlstm": quantiles["simulated"], "lumped_lstm": quantiles["lumped_lstm"]}
-    clim = np.full_like(systems["convlstm"], np.nan)
-    pers = np.full_like(systems["convlstm"], np.nan)
+    systems = dict(quantiles)
+    clim = np.full((N, T, L, len(levels)), np.nan)
+    pers = np.full((N, T, L, len(levels)), np.nan)
     for n in range(N):
         train_q = q_obs[t0:t1 + 1, n]
         for l in range(L):
@@ -296,20 +327,24 @@ def render_table(result: EvaluateResult) -> "object":
     return t
 
 
-def render_probabilistic(result: EvaluateResult) -> "object":
-    """The median-over-basins probabilistic skill and the paired comparison as a rich Table."""
+def render_probabilistic(result: EvaluateResult, ensemble: bool = False) -> "object":
+    """The median-over-basins probabilistic skill and the paired comparison as a rich Table
+    (``ensemble``: the table of the days with weather-forecast ensemble members, without the pairs)."""
     from rich.table import Table
 
-    t = Table(title="forecast distributions, median over basins (CRPS m3/s; CRPSS vs the climatology / persistence "
-                    "ensembles; interval coverage; PIT: mean abs. deviation of 10 bins from 0.1)")
+    title = ("forecast distributions, median over basins (CRPS m3/s; CRPSS vs the climatology / persistence "
+             "ensembles; interval coverage; PIT: mean abs. deviation of 10 bins from 0.1)")
+    if ensemble:
+        title = "on the issue days with ensemble members (convlstm_ensemble: one run per member): " + title
+    t = Table(title=title)
     for k in ("model", "lead", "CRPS", "CRPSS clim", "CRPSS pers", "cover 50 %", "cover 90 %", "PIT MAD"):
         t.add_column(k, justify="left" if k == "model" else "right")
-    for m, per_lead in result.probabilistic.items():
+    for m, per_lead in (result.ensemble if ensemble else result.probabilistic).items():
         for lead, v in per_lead.items():
             cells = [v["crps"], v["crpss_climatology"], v["crpss_persistence"], v["coverage_50"], v["coverage_90"],
                      v["pit_mad"]]
             t.add_row(m, str(lead), *("-" if c is None else f"{c:.3f}" for c in cells))
-    for lead, d in result.paired.items():
+    for lead, d in ({} if ensemble else result.paired).items():
         for score, v in d.items():
             if v.get("median_difference") is None:
                 continue

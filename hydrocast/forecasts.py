@@ -21,6 +21,13 @@ dimensions                         ``issue_day`` (sorted issue dates D that have
                                    source for D, a lead past the run's end, a cell the run lacks);
                                    the member mean of an ensemble run. zlib, chunked per few issues.
 ``<name>_members`` (issue_day)     int32 members averaged (1: deterministic, 0: no run)
+``<name>_ensemble``                float32 (issue_day, realization, lead, y, x) mm: every member of an
+                                   ensemble run (member ``number`` order: the control ``cf`` first),
+                                   NaN past the run's members and on days served by a deterministic
+                                   run; only for sources with ``members = "keep"`` (the default) that
+                                   have an ensemble run. Its mean is ``<name>``.
+``realization``                    int32 0..R-1 (``standard_name = realization``), R = the most
+                                   members of any stored ensemble run; only with an ``_ensemble``
 ``<name>_source`` (issue_day)      provenance: the run's label, its first file (and how many more),
                                    ``sig=`` a signature of the files' names, sizes and mtimes and of
                                    the source's options; "" where the source has no run for D
@@ -80,7 +87,7 @@ import numpy as np
 from . import __version__, acdd, fsio
 from .config import FORECAST_KINDS, Config, SourceConfig
 from .cube import EPOCH, QUANTITY_ATTRS, TIME_UNITS, _grid_mapping_attrs, _xy_attrs, days_to_int, int_to_days
-from .errors import BadInputError
+from .errors import BadInputError, ConfigError
 from .grid import GridSpec
 
 STORE_SUFFIX = ".forecasts.nc"
@@ -90,6 +97,8 @@ DAY = np.timedelta64(1, "D")
 CHUNK_ISSUES = 8
 #: issue days per block when the old store is copied into the new one
 COPY_BLOCK = 64
+#: the variable of an ensemble source's members: ``<name>`` + this
+ENSEMBLE_SUFFIX = "_ensemble"
 
 
 # -- where, and which sources ----------------------------------------------------------------------
@@ -105,6 +114,33 @@ def store_path(cfg: Config) -> Path:
 def forecast_sources(cfg: Config) -> list[SourceConfig]:
     """The ``[[sources]]`` of a forecast kind (:data:`hydrocast.config.FORECAST_KINDS`)."""
     return [s for s in cfg.sources if s.kind in FORECAST_KINDS]
+
+
+def keeps_members(source: SourceConfig) -> bool:
+    """Does the store keep the members of this source's ensemble runs (``members = "keep"``)?"""
+    return source.options.get("members", "keep") == "keep"
+
+
+def ensemble_source(cfg: Config, forecasts, model_source: str | None) -> str | None:
+    """The store variable whose ensemble members predict and evaluate run the model on (module
+    doc of :mod:`hydrocast.forecasts`), or None: ``[train] ensemble_source`` = "auto" takes the
+    model's own forecast source where the store keeps its members, else the first nwp source whose
+    members it keeps; none where the store (``forecasts``, a ForecastReader or None) keeps none, or
+    the model reads no weather forecast (``model_source`` None)."""
+    name = cfg.train.ensemble_source
+    nwp = [s.name for s in cfg.sources if s.kind.startswith("nwp_")]
+    if name == "none" or not model_source:
+        return None
+    if name != "auto" and name not in nwp:
+        raise ConfigError(f"{cfg.where('train', 'ensemble_source')}: {name!r} is not a source of kind nwp_grib or "
+                          f"nwp_netcdf (those are: {', '.join(nwp) or 'none'})")
+    kept = list(getattr(forecasts, "ensembles", []))
+    if name != "auto":
+        return name if name in kept else None
+    for cand in [model_source] + nwp:
+        if cand in kept:
+            return cand
+    return None
 
 
 # -- what is in a store -----------------------------------------------------------------------------
@@ -123,6 +159,14 @@ class StoreIndex:
     attrs: dict[str, dict]  # name -> variable attrs
     files: dict = field(default_factory=dict)  # hydrocast_forecast_files
     rejected: dict = field(default_factory=dict)  # hydrocast_forecast_rejected
+    ensembles: list[str] = field(default_factory=list)  # names with a <name>_ensemble variable
+    n_realizations: int = 0
+
+    def ensemble_days(self, name: str) -> np.ndarray:
+        """bool (issue_day,): True where ``<name>_ensemble`` holds the members of the day's run."""
+        if name not in self.ensembles:
+            return np.zeros(len(self.days), bool)
+        return np.array([" ensemble run " in t for t in self.provenance[name]], dtype=bool)
 
 
 def read_index(path: Path) -> StoreIndex:
@@ -141,10 +185,13 @@ def read_index(path: Path) -> StoreIndex:
             files = json.loads(ds.getncattr("hydrocast_forecast_files"))
             rejected = json.loads(ds.getncattr("hydrocast_forecast_rejected"))
             n_leads = ds.dimensions["lead"].size
+            ensembles = [nm for nm in names if nm + ENSEMBLE_SUFFIX in ds.variables]
+            n_real = ds.dimensions["realization"].size if "realization" in ds.dimensions else 0
     except (OSError, KeyError, AttributeError, ValueError, json.JSONDecodeError) as exc:
         raise BadInputError(f"{path}: not a readable hydrocast forecast store ({exc}); "
                             "move it away to start a new one") from None
-    return StoreIndex(Path(path), grid, days, n_leads, names, prov, members, attrs, files, rejected)
+    return StoreIndex(Path(path), grid, days, n_leads, names, prov, members, attrs, files, rejected, ensembles,
+                      n_real)
 
 
 # -- the reader API (the model side) ------------------------------------------------------------------
@@ -164,6 +211,9 @@ class ForecastReader:
         self.n_leads: int = int(idx.n_leads)
         self.grid = idx.grid
         self._has = {nm: np.array([bool(s) for s in idx.provenance[nm]], dtype=bool) for nm in self.names}
+        self.ensembles: list[str] = list(idx.ensembles)
+        self._n_members = {nm: np.where(idx.ensemble_days(nm), idx.members[nm], 0).astype(int)
+                           for nm in self.ensembles}
         try:
             self._ds = netCDF4.Dataset(self.path)
             ref = self._ds.variables["forecast_reference_time"][:] if len(self.issue_days) else np.ma.array([])
@@ -197,6 +247,32 @@ class ForecastReader:
             want = np.unique(pos[hit])
             block = np.ma.filled(self._ds.variables[name][want.tolist(), :take], np.nan).astype("float32")
             out[hit, :take] = block[np.searchsorted(want, pos[hit])]
+        return out
+
+    def member_count(self, name: str, days) -> np.ndarray:
+        """int ``(len(days),)``: the members of the ensemble run stored for each issue date (0 where
+        none: no run, a deterministic run, or a source whose store keeps only the mean)."""
+        self._check(name)
+        hit, pos = self._positions(days)
+        if name not in self.ensembles or not len(self.issue_days):
+            return np.zeros(hit.shape, int)
+        return np.where(hit, self._n_members[name][pos], 0)
+
+    def read_members(self, name: str, days, n_leads: int, n_members: int | None = None) -> np.ndarray:
+        """float32 ``(len(days), R, n_leads, H, W)`` mm: member r of the ensemble run of issue date
+        ``days[i]`` at ``[i, r]`` (R = ``n_members``, default the store's realizations); NaN where a
+        day has fewer members (see :meth:`member_count`) or no ensemble run."""
+        self._check(name)
+        hit, pos = self._positions(days)
+        n_real = self._ds.dimensions["realization"].size if "realization" in self._ds.dimensions else 0
+        r = n_real if n_members is None else int(n_members)
+        out = np.full((hit.size, r, int(n_leads), self.grid.height, self.grid.width), np.nan, dtype="float32")
+        take, rr = min(int(n_leads), self.n_leads), min(r, n_real)
+        if name in self.ensembles and hit.any() and take > 0 and rr > 0:
+            want = np.unique(pos[hit])
+            var = self._ds.variables[name + ENSEMBLE_SUFFIX]
+            block = np.ma.filled(var[want.tolist(), :rr, :take], np.nan).astype("float32")
+            out[hit, :rr, :take] = block[np.searchsorted(want, pos[hit])]
         return out
 
     def available(self, name: str, days) -> np.ndarray:
@@ -281,6 +357,7 @@ class StorePlan:
 def _options(source: SourceConfig) -> dict:
     return {"kind": source.kind, "resampling": source.options.get("resampling", "average"),
             "max_lead_days": int(source.options.get("max_lead_days", DEFAULT_MAX_LEAD_DAYS)),
+            "members": source.options.get("members", "keep"),
             **{k: source.options[k] for k in ("variable", "units") if k in source.options}}
 
 
@@ -400,8 +477,9 @@ def plan_store(cfg: Config, grid: GridSpec | None = None, log: Callable[[str], N
 
 # -- reading and writing -----------------------------------------------------------------------------
 
-def _read_run(run, source: SourceConfig, day, reader, grid: GridSpec) -> tuple[np.ndarray, int]:
-    """The run's leads 1..K for issue date ``day`` on ``grid``: ((K, H, W) float32 mm, members)."""
+def _read_run(run, source: SourceConfig, day, reader, grid: GridSpec) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """The run's leads 1..K for issue date ``day`` on ``grid``: ((K, H, W) float32 mm member mean,
+    members, (members, K, H, W) every member where the source keeps them and the run is an ensemble)."""
     from .regrid import regrid_array
     from .sources import nwp
 
@@ -411,14 +489,17 @@ def _read_run(run, source: SourceConfig, day, reader, grid: GridSpec) -> tuple[n
     leads = nwp.lead_days_for_issue(run.reference_time, day, min(k_run, max_lead), run_lead_days=k_run)
     values = np.asarray(da.values, dtype="float32")
     with np.errstate(invalid="ignore"):
-        mean = values.mean(axis=0)  # member mean (NaN where a member lacks the cell)
-    field_ = np.full((len(leads),) + mean.shape[1:], np.nan, dtype="float32")
+        mean = values.mean(axis=0, keepdims=True)  # member mean (NaN where a member lacks the cell)
+    each = bool(run.ensemble) and keeps_members(source)
+    stack = np.concatenate([mean, values]) if each else mean  # (1 [+ M], K_run, h, w)
+    field_ = np.full(stack.shape[:1] + (len(leads),) + stack.shape[2:], np.nan, dtype="float32")
     for n, k in enumerate(leads):
         if k is not None:
-            field_[n] = mean[k - 1]
+            field_[:, n] = stack[:, k - 1]
     out = regrid_array(field_, da["x"].values, da["y"].values, "EPSG:4326", grid,
                        source.options.get("resampling", "average"), Path(run.paths[0]).name)
-    return out, values.shape[0]
+    out = out.reshape(field_.shape[:2] + out.shape[-2:])
+    return out[0], values.shape[0], (out[1:] if each else None)
 
 
 def _lead_count(plan: RunPlan) -> int:
@@ -447,6 +528,7 @@ def write_store(plan: StorePlan, bbox, strict: bool = False, log: Callable[[str]
     days = np.unique(np.concatenate([old.days[keep_old] if old is not None else np.array([], "datetime64[D]"),
                                      np.array([r.day for r in plan.runs], dtype="datetime64[D]")]))
     n_leads = max([old.n_leads if old is not None else 0] + [_lead_count(r) for r in plan.runs])
+    ensembles, n_real = _ensemble_layout(plan, names)
     attrs = {nm: dict(QUANTITY_ATTRS["precipitation"]) for nm in names}
     for nm in names:
         attrs[nm]["long_name"] = f"forecast precipitation total of the lead's UTC day ({nm})"
@@ -455,11 +537,11 @@ def write_store(plan: StorePlan, bbox, strict: bool = False, log: Callable[[str]
     tmp = fsio.tmp_path(path)
     try:
         with fsio.write_errors(path):
-            ds = _create(tmp, plan.grid, days, n_leads, names, attrs, plan, institution)
+            ds = _create(tmp, plan.grid, days, n_leads, names, attrs, plan, institution, ensembles, n_real)
             try:
                 pos = {d: i for i, d in enumerate(days)}
                 if old is not None:
-                    _copy_old(ds, old, keep_old, pos)
+                    _copy_old(ds, old, keep_old, pos, ensembles)
                 counts = {"added": 0, "replaced": 0}
                 with nwp.RunReader(bbox) as reader:
                     for rp in plan.runs:
@@ -482,11 +564,28 @@ def write_store(plan: StorePlan, bbox, strict: bool = False, log: Callable[[str]
     return result
 
 
+def _ensemble_layout(plan: StorePlan, names: list[str]) -> tuple[list[str], int]:
+    """(names that get a ``<name>_ensemble`` variable, realizations R) of the new store: the sources
+    keeping members that had one or have an ensemble run to read (R only ever grows)."""
+    old = plan.old
+    keep = {r.source.name: keeps_members(r.source) for r in plan.runs}
+    sizes = [old.n_realizations if old is not None else 0]
+    ensembles = set()
+    for r in plan.runs:
+        ens = [len(c.members) for c in r.candidates if c.ensemble]
+        if keep[r.source.name] and ens:
+            ensembles.add(r.source.name)
+            sizes.append(max(ens))
+    if old is not None:  # a source whose option went to "mean" re-reads every run (its signature changed)
+        ensembles |= {nm for nm in old.ensembles if keep.get(nm, True)}
+    return [nm for nm in names if nm in ensembles], max(sizes)
+
+
 def _write_run(ds, rp: RunPlan, index: int, reader, grid, counts, rejected, Rejection) -> None:
     name = rp.source.name
     for run in rp.candidates:
         try:
-            data, members = _read_run(run, rp.source, rp.day, reader, grid)
+            data, members, each = _read_run(run, rp.source, rp.day, reader, grid)
         except BadInputError as exc:
             rejected.append(Rejection(str(run.paths[0]), str(exc)))
             continue
@@ -498,13 +597,19 @@ def _write_run(ds, rp: RunPlan, index: int, reader, grid, counts, rejected, Reje
         block[:data.shape[0]] = data
         var[index] = block
         ds.variables[f"{name}_members"][index] = members
+        if name + ENSEMBLE_SUFFIX in ds.variables:
+            ens = ds.variables[name + ENSEMBLE_SUFFIX]
+            block = np.full(ens.shape[1:], np.nan, dtype="float32")
+            if each is not None:
+                block[:each.shape[0], :each.shape[1]] = each
+            ens[index] = block  # (a deterministic run replacing an ensemble one leaves no stale member)
         ds.variables[f"{name}_source"][index] = provenance(run, rp.source)
         counts["replaced" if rp.replaces else "added"] += 1
         return
     # no candidate could be read: whatever the old store held for the day stays (copied already)
 
 
-def _copy_old(ds, old: StoreIndex, keep: np.ndarray, pos: dict) -> None:
+def _copy_old(ds, old: StoreIndex, keep: np.ndarray, pos: dict, ensembles: list[str]) -> None:
     import netCDF4
 
     src_idx = np.flatnonzero(keep)
@@ -516,13 +621,16 @@ def _copy_old(ds, old: StoreIndex, keep: np.ndarray, pos: dict) -> None:
                 block = np.ma.filled(src.variables[nm][sel.tolist()], np.nan).astype("float32")
                 ds.variables[nm][dst, :old.n_leads] = block
                 ds.variables[f"{nm}_members"][dst] = np.ma.filled(src.variables[f"{nm}_members"][sel.tolist()], 0)
+                if nm in ensembles and nm in old.ensembles:
+                    block = np.ma.filled(src.variables[nm + ENSEMBLE_SUFFIX][sel.tolist()], np.nan)
+                    ds.variables[nm + ENSEMBLE_SUFFIX][dst, :old.n_realizations, :old.n_leads] = block
                 prov = ds.variables[f"{nm}_source"]
                 for j, i in zip(dst, sel):
                     prov[j] = old.provenance[nm][i]
 
 
 def _create(tmp: Path, grid: GridSpec, days: np.ndarray, n_leads: int, names: list[str], attrs: dict,
-            plan: StorePlan, institution: str | None):
+            plan: StorePlan, institution: str | None, ensembles: list[str] = (), n_real: int = 0):
     """A new, empty store file with every variable (data NaN, provenance "")."""
     import netCDF4
 
@@ -534,6 +642,12 @@ def _create(tmp: Path, grid: GridSpec, days: np.ndarray, n_leads: int, names: li
         ds.createDimension("y", grid.height)
         ds.createDimension("x", grid.width)
         ds.createDimension("nv", 2)
+        if ensembles:
+            ds.createDimension("realization", n_real)
+            v = ds.createVariable("realization", "i4", ("realization",))
+            v.setncatts({"standard_name": "realization", "units": "1", "coverage_content_type": "coordinate",
+                         "long_name": "ensemble member (0: the control run, then the perturbed members)"})
+            v[:] = np.arange(n_real, dtype="int32")
         v = ds.createVariable("issue_day", "i4", ("issue_day",))
         v.setncatts({"long_name": "issue date D: the last UTC day of observations before the forecast; "
                                   "lead n is the UTC day D + n",
@@ -566,6 +680,15 @@ def _create(tmp: Path, grid: GridSpec, days: np.ndarray, n_leads: int, names: li
             v.setncatts({"coverage_content_type": "modelResult",
                          **{k: a for k, a in attrs[nm].items() if k != "_FillValue"},
                          "grid_mapping": "crs", "coordinates": "forecast_reference_time"})
+            if nm in ensembles:
+                v = ds.createVariable(nm + ENSEMBLE_SUFFIX, "f4", ("issue_day", "realization", "lead", "y", "x"),
+                                      zlib=True, complevel=4, shuffle=True, fill_value=np.float32(np.nan),
+                                      chunksizes=(1, max(1, n_real)) + chunks[1:])
+                v.setncatts({"coverage_content_type": "modelResult",
+                             **{k: a for k, a in attrs[nm].items() if k not in ("_FillValue", "long_name")},
+                             "long_name": f"forecast precipitation total of the lead's UTC day, every ensemble "
+                                          f"member ({nm}; {nm} is their mean)",
+                             "grid_mapping": "crs", "coordinates": "forecast_reference_time"})
             v = ds.createVariable(f"{nm}_members", "i4", ("issue_day",))
             v.setncatts({"long_name": f"ensemble members averaged into {nm} (1: deterministic run, 0: no run)",
                          "units": "1", "coverage_content_type": "auxiliaryInformation"})
@@ -580,7 +703,9 @@ def _create(tmp: Path, grid: GridSpec, days: np.ndarray, n_leads: int, names: li
             title="hydrocast forecast store: daily precipitation of weather-forecast runs",
             summary=(f"Daily precipitation totals of numerical weather prediction runs by issue date and lead "
                      f"day, regridded onto the hydrocast grid ({grid.width}x{grid.height}, {grid.crs.name}), "
-                     f"{span}, leads 1..{n_leads}: {', '.join(names)}. Ensemble runs are member means."),
+                     f"{span}, leads 1..{n_leads}: {', '.join(names)}. Ensemble runs are member means"
+                     + (f"; every member is kept in {', '.join(nm + ENSEMBLE_SUFFIX for nm in ensembles)}."
+                        if ensembles else ".")),
             keywords="precipitation, weather forecast, NWP, ECMWF, hydrology, river discharge forecasting",
             source=f"hydrocast {__version__} ingest",
             processing_level="de-accumulated daily totals of forecast products, regridded to the hydrocast grid",

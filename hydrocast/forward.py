@@ -91,6 +91,7 @@ class ModelInputs:
     obs_index: np.ndarray | None = None
     forecasts: object = None
     forecast_name: str | None = None
+    ensemble_name: str | None = None  # the store variable whose members :func:`run_members` rolls
     obs_days: int = 1  # the model's hparam: the "obs" stream carries obs_days - 1 days before the sequence
 
 
@@ -159,3 +160,85 @@ def run_period(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, wi
     run = PeriodRun(inp.reader.days[a:b + 1], to_discharge(qn, inp.q_mean, inp.q_std, inp.area_km2), qn, extra)
     run.state = out.get("state")
     return run
+
+
+@dataclass
+class MemberRun:
+    """The rollouts of one period driven by each ensemble member (:func:`run_members`), with a
+    ``realization`` dimension: ``q`` (issue_day, realization, basin, lead) m3/s, ``q_quantiles``
+    (..., quantile) where the model has them (and ``q_quantiles_norm``, standardised), ``maps`` /
+    ``runoff`` (issue_day, realization, lead, y, x) when asked. ``n_members`` (issue_day,) says how
+    many members each day has (NaN beyond)."""
+
+    issue_days: np.ndarray
+    n_members: np.ndarray
+    q: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+
+class _MemberForecasts:
+    """One member of a block of ensemble forecasts, read like a store (``names``, ``read``) by
+    :meth:`hydrocast.samples.CubeReader.forecast_window`."""
+
+    def __init__(self, name: str, days: np.ndarray, block: np.ndarray):
+        self.names, self._days, self._block = [name], days, block  # block (T', L, H, W)
+
+    def read(self, name, days, n_leads):
+        days = np.asarray(days, dtype="datetime64[D]")
+        assert name == self.names[0] and np.array_equal(days, self._days) and n_leads == self._block.shape[1]
+        return self._block
+
+
+def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, state=None,
+                start: int | None = None, group: int = 8, with_maps: bool = False) -> MemberRun | None:
+    """:func:`run_period` once per member of the ensemble runs of ``inp.ensemble_name`` for issue
+    days ``a..b``: the recurrent states over the observed days are computed once per ``group``
+    members and every member is rolled from them. None where no issue day has members (days with
+    fewer members than the most are NaN past their count)."""
+    import torch
+
+    if inp.forecasts is None or not inp.ensemble_name:
+        return None
+    days = inp.reader.days[a:b + 1]
+    counts = inp.forecasts.member_count(inp.ensemble_name, days)
+    n_real = int(counts.max(initial=0))
+    if n_real == 0:
+        return None
+    device = device or torch.device("cpu")
+    s = max(0, a - spin) if start is None else start
+    base = streams_for(inp, s, b + 1, device, with_forecast=False)
+    base["rollout_days"] = torch.arange(a - s, b - s + 1, device=device)
+    mm = inp.forecasts.read_members(inp.ensemble_name, days, inp.lead, n_real)  # (T', R, L, H, W)
+    outs: dict[str, list] = {}
+    was_training = net.training
+    net.eval()
+    try:
+        for g in range(0, n_real, group):
+            members = []
+            for r in range(g, min(g + group, n_real)):
+                view = _MemberForecasts(inp.ensemble_name, days, mm[:, r])
+                fc = inp.reader.forecast_window(inp.spec, view, inp.ensemble_name, a, b + 1, inp.lead)
+                members.append(torch.from_numpy(fc))
+            streams = dict(base, forecast=torch.stack(members).unsqueeze(0).to(device))  # (1, R', T', L, C, H, W)
+            with torch.inference_mode(), autocast(device):
+                out = net(streams, state)
+            for k in ("q", "q_quantiles") + (("maps", "runoff") if with_maps else ()):
+                if k in out:
+                    v = out[k][0]
+                    v = v[:, :, :, 0] if k == "maps" else v  # (R', T', L[, M], H, W) -> (R', T', L, H, W)
+                    outs.setdefault(k, []).append(v.float().cpu().numpy())
+    finally:
+        net.train(was_training)
+    cat = {k: np.moveaxis(np.concatenate(v, axis=0), 0, 1) for k, v in outs.items()}  # (T', R, ...)
+    absent = np.arange(n_real)[None, :] >= counts[:, None]  # (T', R)
+    for v in cat.values():
+        v[absent] = np.nan
+    q = to_discharge(cat.pop("q"), inp.q_mean, inp.q_std, inp.area_km2)
+    extra = {}
+    if "q_quantiles" in cat:
+        qq = cat.pop("q_quantiles")
+        extra["q_quantiles_norm"] = qq
+        extra["q_quantiles"] = np.moveaxis(to_discharge(np.moveaxis(qq, -1, 0), inp.q_mean, inp.q_std,
+                                                        inp.area_km2), 0, -1)
+    extra.update(cat)
+    return MemberRun(days, counts, q, extra)

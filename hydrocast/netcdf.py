@@ -87,6 +87,12 @@ dimensions                     ``station`` (one per basin), ``lead_time``, ``nam
 ``discharge_quantiles``        float32 (station, lead_time, quantile) m3 s-1: the forecast
                                distribution's quantiles (never crossing)
 ``discharge_median``           float32 (station, lead_time) m3 s-1: its median (quantile 0.5)
+``realization`` (realization)  int32 ensemble member, ``standard_name = realization`` (only where
+                               the weather forecast of the issue date is an ensemble kept in the
+                               forecast store: :mod:`hydrocast.forecasts`)
+``discharge_members``          float32 (station, lead_time, realization) m3 s-1: the deterministic
+                               forecast driven by each member (the quantiles are then those of
+                               the members' distributions pooled, see :mod:`hydrocast.predict`)
 ``threshold`` (threshold)      int32 index of the discharge thresholds (return periods or official
                                levels: :mod:`hydrocast.thresholds`), with ``threshold_name``
                                (threshold, char), ``threshold_discharge`` (station, threshold) m3 s-1
@@ -110,6 +116,10 @@ dimensions                     ``lead_time``, ``y``, ``x`` (a window of the mode
 ``forecast_reference_time``
 ``<map name>``                 float32 (lead_time, y, x), attributes from the model (units,
                                standard_name, long_name, cell_methods), ``grid_mapping = "crs"``
+``<map>_median``, ``_spread``  with a weather-forecast ensemble: the members' median and standard
+                               deviation of the map (``cell_methods`` ``realization: median`` /
+                               ``realization: standard_deviation``), with the scalar coordinate
+                               ``realization`` (its long_name says which members: all R)
 ``basin_fraction`` (y, x)      float32 fraction of each cell inside the basin, units ``1``,
                                ``standard_name = area_fraction``
 global ``basin_id``            the basin the window belongs to
@@ -354,7 +364,7 @@ def _threshold_vars(dim: str, thresholds: Mapping, n: int, n_leads: int, coordin
 def hydrograph_dataset(basin_ids, names, outlet_lon, outlet_lat, area_km2, reference_time, lead_days,
                        discharge, last_obs, last_obs_time, institution: str | None = None, *,
                        model_id: str | None = None, global_attrs: Mapping | None = None,
-                       quantiles=None, levels=None, thresholds: Mapping | None = None):
+                       quantiles=None, levels=None, thresholds: Mapping | None = None, members=None):
     """The hydrograph forecast of ``len(basin_ids)`` basins as a CF timeSeries DSG dataset.
 
     ``reference_time``: the issue date D (the last day whose inputs were used); the file's
@@ -364,7 +374,8 @@ def hydrograph_dataset(basin_ids, names, outlet_lon, outlet_lat, area_km2, refer
     (basin,) the dates (UTC days) of those observations, None/NaT where none. ``model_id`` goes
     into ``source`` and ``id``; ``global_attrs`` are extra global attributes (override the defaults).
     ``quantiles`` (basin, lead, Q) m3/s at ``levels`` (Q,): the forecast distribution;
-    ``thresholds``: see :func:`_threshold_vars`."""
+    ``thresholds``: see :func:`_threshold_vars`; ``members`` (basin, lead, R) m3/s: the forecast
+    driven by each ensemble member of the weather forecast."""
     import xarray as xr
 
     n = len(basin_ids)
@@ -419,6 +430,16 @@ def hydrograph_dataset(basin_ids, names, outlet_lon, outlet_lat, area_km2, refer
             data["discharge_median"] = _discharge(("station", "lead_time"), qq[..., med[0]],
                                                   "median of the forecast daily mean river discharge", cq,
                                                   "modelResult")
+    if members is not None:
+        qm = np.asarray(members, dtype="float32")
+        if qm.ndim != 3 or qm.shape[:2] != (n, len(leads)):
+            raise ValueError(f"members has shape {qm.shape}, expected (basins, leads, members)")
+        coords["realization"] = xr.Variable("realization", np.arange(qm.shape[2], dtype="int32"), {
+            "standard_name": "realization", "units": "1", "coverage_content_type": "coordinate",
+            "long_name": "ensemble member of the weather forecast driving the run (0: its control)"})
+        data["discharge_members"] = _discharge(("station", "lead_time", "realization"), qm,
+                                               "forecast daily mean river discharge driven by each ensemble member "
+                                               "of the weather forecast", cq, "modelResult")
     if thresholds is not None:
         tc, td = _threshold_vars("station", thresholds, n, len(leads), cq)
         coords.update(tc)
@@ -451,7 +472,7 @@ def hydrograph_dataset(basin_ids, names, outlet_lon, outlet_lat, area_km2, refer
 
 def forecast_map_dataset(grid: GridSpec, window, reference_time, lead_days, maps: Mapping, basin_mask,
                          basin_id: str, institution: str | None = None, *, model_id: str | None = None,
-                         global_attrs: Mapping | None = None):
+                         global_attrs: Mapping | None = None, realizations: int | None = None):
     """Forecast maps of one basin on the ``window = (row0, row1, col0, col1)`` of ``grid``
     (half-open row/column ranges).
 
@@ -459,7 +480,9 @@ def forecast_map_dataset(grid: GridSpec, window, reference_time, lead_days, maps
     (array (lead, h, w), attrs) with ``(h, w)`` the window's shape (an array of the whole grid's
     shape is cropped to the window); ``basin_mask`` likewise (h, w): the fraction of each cell
     inside the basin. A map's attrs may say ``cell_methods`` (e.g. ``"time: mean"`` for a daily
-    mean); ``coverage_content_type`` defaults to ``modelResult``."""
+    mean); ``coverage_content_type`` defaults to ``modelResult``. ``realizations`` R: the maps
+    include statistics over R ensemble members (``cell_methods`` naming ``realization``), which
+    get the scalar coordinate ``realization`` (its long_name says the members covered)."""
     import xarray as xr
     from affine import Affine
 
@@ -498,6 +521,13 @@ def forecast_map_dataset(grid: GridSpec, window, reference_time, lead_days, maps
     data = {"crs": xr.Variable((), np.int32(0), {"long_name": "coordinate reference system",
                                                  **_grid_mapping_attrs(sub)}),
             "time_bnds": xr.Variable(("lead_time", BOUNDS_DIM), _ns(_day_bounds(valid))), **lead_data}
+    if realizations:
+        # (a scalar coordinate's bounds would need 2 dimensions for compliance-checker: none, the
+        # members covered are said in words)
+        coords["realization"] = xr.Variable((), np.int32(0), {
+            "standard_name": "realization", "units": "1", "coverage_content_type": "coordinate",
+            "long_name": f"the weather-forecast ensemble members a statistic is over: all {int(realizations)} "
+                         f"(0 .. {int(realizations) - 1})"})
     for name, (arr, mattrs) in maps.items():
         a = crop(arr).astype("float32")
         if a.shape != (len(leads), h, w):
@@ -506,7 +536,8 @@ def forecast_map_dataset(grid: GridSpec, window, reference_time, lead_days, maps
         mattrs.setdefault("long_name", name.replace("_", " "))
         mattrs.setdefault("coverage_content_type", "modelResult")
         v = xr.Variable(("lead_time", "y", "x"), a, {**mattrs, "grid_mapping": "crs"})
-        v.encoding["coordinates"] = "time forecast_reference_time crs"
+        over = "realization" in str(mattrs.get("cell_methods", "")) and realizations
+        v.encoding["coordinates"] = "time forecast_reference_time crs" + (" realization" if over else "")
         data[name] = v
     data["basin_fraction"] = xr.Variable(
         ("y", "x"), crop(basin_mask).astype("float32"),
@@ -543,7 +574,7 @@ def hindcast_dataset(basin_ids, issue_times, lead_days, simulated, observed,
     The arrays given are (basin, issue time, lead) m3/s; the dataset holds them as
     (basin, lead_time, forecast_reference_time): one time series over issue dates per basin and
     lead, time last as CF's orthogonal timeSeries layout wants (select by dimension name).
-    ``quantiles``: name ("simulated", "lumped_lstm") -> (basin, issue time, lead, Q) m3/s at
+    ``quantiles``: name ("simulated", "lumped_lstm", "convlstm_ensemble") -> (basin, issue time, lead, Q) m3/s at
     ``levels``, written as ``discharge_<name>_quantiles`` (basin, lead_time, quantile,
     forecast_reference_time)."""
     import xarray as xr
@@ -589,7 +620,10 @@ def hindcast_dataset(basin_ids, issue_times, lead_days, simulated, observed,
             a = np.asarray(arr, dtype="float32")
             if a.shape != (*shape, len(lv)):
                 raise ValueError(f"{name} quantiles have shape {a.shape}, expected {(*shape, len(lv))}")
-            who = "the hydrocast ConvLSTM" if name == "simulated" else f"the {name.replace('_', ' ')} baseline"
+            who = {"simulated": "the hydrocast ConvLSTM",
+                   "convlstm_ensemble": "the hydrocast ConvLSTM run once per member of the weather forecast "
+                                        "ensemble (the members' distributions pooled)"}.get(
+                name, f"the {name.replace('_', ' ')} baseline")
             data[f"discharge_{name}_quantiles"] = _discharge(
                 ("basin", "lead_time", "quantile", "forecast_reference_time"), a.transpose(0, 2, 3, 1),
                 f"quantiles of the daily mean discharge forecast by {who}", cattr, "modelResult")

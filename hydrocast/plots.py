@@ -196,7 +196,8 @@ def _as_dt(t: np.ndarray) -> np.ndarray:
 
 def _fan_chart_figure(basin_id: str, reference_time, lead_valid_times, levels, quantiles_m3s, *,
                       past_times=None, past_sim_m3s=None, obs_times=None, obs_m3s=None,
-                      thresholds: Sequence[tuple[str, float]] = (), ungauged: bool = False, past_days: int = 60):
+                      thresholds: Sequence[tuple[str, float]] = (), ungauged: bool = False, past_days: int = 60,
+                      members_m3s=None):
     """The matplotlib Figure of :func:`plot_fan_chart` (not saved, not closed; see there)."""
     plt = _pyplot()
     import matplotlib.dates as mdates
@@ -242,6 +243,16 @@ def _fan_chart_figure(basin_id: str, reference_time, lead_valid_times, levels, q
                     label=f"90 % interval ({lev[i05]:g}–{lev[i95]:g})")
     ax.fill_between(xd, band[:, i25], band[:, i75], color=_BAND50_COLOUR, lw=0,
                     label=f"50 % interval ({lev[i25]:g}–{lev[i75]:g})")
+    if members_m3s is not None:
+        mem = np.asarray(members_m3s, dtype="float64")
+        if mem.ndim != 2 or mem.shape[0] != valid.size:
+            raise ValueError(f"plot_fan_chart: members_m3s must have shape (leads, members) = ({valid.size}, R), "
+                             f"got {mem.shape}")
+        if now is not None:
+            mem = np.vstack([np.full((1, mem.shape[1]), now), mem])
+        for r in range(mem.shape[1]):
+            ax.plot(xd, mem[:, r], color="0.45", lw=0.6, alpha=0.7,
+                    label=f"weather-forecast members ({mem.shape[1]} runs)" if r == 0 else None)
     ax.plot(xd, band[:, i50], "-o", color=_MEDIAN_COLOUR, lw=1.4, ms=4,
             markevery=slice(1 if now is not None else 0, None), label=f"median forecast (leads 1-{nlead} d)")
 
@@ -272,7 +283,8 @@ def _fan_chart_figure(basin_id: str, reference_time, lead_valid_times, levels, q
 
 def plot_fan_chart(path, basin_id: str, reference_time, lead_valid_times, levels, quantiles_m3s, *,
                    past_times=None, past_sim_m3s=None, obs_times=None, obs_m3s=None,
-                   thresholds: Sequence[tuple[str, float]] = (), ungauged: bool = False, past_days: int = 60) -> Path:
+                   thresholds: Sequence[tuple[str, float]] = (), ungauged: bool = False, past_days: int = 60,
+                   members_m3s=None) -> Path:
     """Fan chart PNG of a probabilistic discharge forecast for one basin; returns ``path``.
 
     - ``levels`` (Q,): quantile levels, strictly ascending in (0, 1), which must contain 0.05, 0.25,
@@ -289,9 +301,11 @@ def plot_fan_chart(path, basin_id: str, reference_time, lead_valid_times, levels
     - ``thresholds``: (label, m³/s) pairs as dashed horizontal lines labelled "label value m³/s" just
       outside the right edge (clear of the fan), coloured yellow → red by value; non-finite values are skipped.
     - ``ungauged``: "(ungauged basin)" in the title and a note in the plot.
+    - ``members_m3s`` (L, R): the forecast driven by each weather-forecast ensemble member, thin grey lines
+      (from the fan's start).
     The legend lists only what is drawn (thresholds are labelled in the plot instead). Written
     atomically (PNG, 110 dpi)."""
     fig = _fan_chart_figure(basin_id, reference_time, lead_valid_times, levels, quantiles_m3s,
                             past_times=past_times, past_sim_m3s=past_sim_m3s, obs_times=obs_times, obs_m3s=obs_m3s,
-                            thresholds=thresholds, ungauged=ungauged, past_days=past_days)
+                            thresholds=thresholds, ungauged=ungauged, past_days=past_days, members_m3s=members_m3s)
     return _save(fig, path)

@@ -95,11 +95,16 @@ class Forecaster:
             raise BadInputError(f"{cube_path}: the cube has no variable {missing[0]!r} that the model needs")
         self.static = torch.from_numpy(self.reader.static_stack(self.spec))
         self.forecasts = None
+        self.ensemble_name = None
         try:
             if self.forecast_name:
-                from .forecasts import open_forecasts
+                from .forecasts import ensemble_source, open_forecasts
 
                 self.forecasts = open_forecasts(cfg)  # None: the lead days run without a forecast (masked)
+                self.ensemble_name = ensemble_source(cfg, self.forecasts, self.forecast_name)
+            fitted = (self.meta.get("distribution") or {}).get("ensemble") or {}
+            # the pooled distribution's recalibration (train.calibrate_ensemble), for the source it was fitted on
+            self.ensemble_scale = fitted.get("scale") if fitted.get("source") == self.ensemble_name else None
             self.obs = self._observations() if self.observed else None
         except BaseException:
             self.close()
@@ -313,7 +318,7 @@ class Forecaster:
         return ModelInputs(self.reader, self.spec, self.static, basins.channels, area, self.q_mu, self.q_sd, self.lead,
                            obs=self.obs, obs_basins=self.gauged_channels[:, 0] if self.observed else None,
                            obs_index=index, forecasts=self.forecasts, forecast_name=self.forecast_name,
-                           obs_days=int(self.net.hparams.get("obs_days", 1)))
+                           ensemble_name=self.ensemble_name, obs_days=int(self.net.hparams.get("obs_days", 1)))
 
     def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False, with_obs: bool = True,
             with_forecast: bool = True) -> dict:
@@ -404,14 +409,36 @@ class PredictResult:
                 "inputs": self.inputs}
 
 
-def _forecast_note(fc: Forecaster, day) -> str:
+def _forecast_note(fc: Forecaster, day, ens=None) -> str:
     if not fc.forecast_name:
         return "not used by this model"
     if fc.forecasts is None or not fc.forecasts.available(fc.forecast_name, np.array([day]))[0]:
-        return (f"none for issue date {day}: the lead days ran without a weather forecast "
+        note = (f"none for issue date {day}: the lead days ran without a weather forecast "
                 f"({fc.forecast_name} masked), as the model was trained to")
-    ref = fc.forecasts.reference_time(np.array([day]))[0]
-    return f"{fc.forecast_name}: the run of {str(ref).replace('T', ' ')} UTC"
+    else:
+        ref = fc.forecasts.reference_time(np.array([day]))[0]
+        note = f"{fc.forecast_name}: the run of {str(ref).replace('T', ' ')} UTC"
+    if ens is not None:
+        note += (f"; ensemble: the {int(ens.n_members[0])} members of {fc.ensemble_name} (one run each: "
+                 "discharge_members, the quantiles pool their distributions, the maps' _median and _spread)")
+    elif fc.ensemble_name:
+        note += f"; no ensemble run of {fc.ensemble_name} for issue date {day}"
+    return note
+
+
+def _member_maps(name: str, values: np.ndarray, attrs: dict) -> dict:
+    """The ensemble median and spread (standard deviation) over the members (R, L, h, w) of one map."""
+    base = {k: v for k, v in attrs.items() if k in ("units", "standard_name")}
+    method = attrs.get("cell_methods", "")
+    what = attrs.get("long_name", name.replace("_", " "))
+    with np.errstate(invalid="ignore"):
+        median = np.median(values, axis=0)
+        spread = np.std(values, axis=0, ddof=1) if len(values) > 1 else np.zeros_like(median)
+    return {f"{name}_median": (median, {**base, "long_name": f"{what}: median of the ensemble members' runs",
+                                        "cell_methods": f"{method} realization: median".strip()}),
+            f"{name}_spread": (spread, {**base, "long_name": f"{what}: standard deviation over the ensemble "
+                                        "members' runs", "cell_methods": f"{method} realization: standard_deviation"
+                                        .strip()})}
 
 
 def _obs_note(fc: Forecaster, info: dict, last_t, day) -> str:
@@ -454,7 +481,7 @@ def predict(cfg: Config, basin_ids: list[str], out_dir: Path, issue_date: str | 
 
 
 def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) -> PredictResult:
-    from .forward import run_period
+    from .forward import run_members, run_period
     from .fsio import prepare_out_dir
     from .ids import id_path
     from .netcdf import forecast_map_dataset, hydrograph_dataset, write_dataset
@@ -464,7 +491,9 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
     i = fc.issue_index(issue_date)
     day = fc.reader.days[i]
     state, start, spin_note = fc.warm_state(i, log)
-    run = run_period(fc.net, fc.inputs(basins), i, i, fc.spin, state=state, start=start)
+    inp = fc.inputs(basins)
+    run = run_period(fc.net, inp, i, i, fc.spin, state=state, start=start)
+    ens = run_members(fc.net, inp, i, i, fc.spin, state=state, start=start, group=64, with_maps=True)
     status = inputs_status(fc.reader, list(fc.spec.dynamic), i)
     if fc.forecast_name:
         have_fc = fc.forecasts is not None and bool(fc.forecasts.available(fc.forecast_name, np.array([day]))[0])
@@ -472,12 +501,22 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
                                     "missing_on_issue_day": not have_fc}
     provenance = {"hydrocast_inputs_status": status_attribute(status),
                   "hydrocast_spin_up": spin_note,
-                  "hydrocast_weather_forecast": _forecast_note(fc, day)}
+                  "hydrocast_weather_forecast": _forecast_note(fc, day, ens)}
     q = run.q[0]  # (N, L)
     qq = run.extra["q_quantiles"][0] if fc.levels is not None else None  # (N, L, Q)
-    thresholds = fc.thresholds(basins, log) if qq is not None else {}
     sm, mo = fc.map_physical(run["maps"][0])  # (L, H, W)
     runoff = run["runoff"][0]
+    members = None  # (N, L, R): the run of each ensemble member
+    if ens is not None:
+        r = int(ens.n_members[0])
+        members = np.moveaxis(ens.q[0, :r], 0, -1)
+        if qq is not None:
+            from .probmetrics import pooled_quantiles
+
+            qq = pooled_quantiles(fc.levels, ens.extra["q_quantiles"][0, :r], fc.ensemble_scale).astype("float32")
+        sm_members, _ = fc.map_physical(ens.extra["maps"][0, :r])  # (R, L, H, W)
+        runoff_members = ens.extra["runoff"][0, :r]
+    thresholds = fc.thresholds(basins, log) if qq is not None else {}
     out_dir = prepare_out_dir(Path(out_dir))
     result = PredictResult(issue_date=str(day), model_id=fc.model_id, inputs={k: dict(v) for k, v in status.items()})
     leads = np.arange(1, fc.lead + 1)
@@ -491,7 +530,8 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
         hyd = hydrograph_dataset([info["id"]], [info["name"]], [info["outlet_lon"]], [info["outlet_lat"]],
                                  [info["area_km2"]], day, leads, q[n:n + 1], [last], [last_t],
                                  model_id=fc.model_id, quantiles=None if qq is None else qq[n:n + 1],
-                                 levels=fc.levels, thresholds=warn["netcdf"] if warn else None)
+                                 levels=fc.levels, thresholds=warn["netcdf"] if warn else None,
+                                 members=None if members is None else members[n:n + 1])
         hyd.attrs.update(provenance, hydrocast_observed_discharge=_obs_note(fc, info, last_t, day))
         frac = basins.channels[n, 0]
         rows, cols = np.nonzero(frac > 0)
@@ -502,14 +542,17 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
         r0, r1, c0, c1 = window
         sm_attrs = {k: v for k, v in mo.items() if k in ("units", "standard_name")}
         sm_attrs.update(long_name="forecast surface soil moisture", cell_methods="time: mean")
+        ro_attrs = {"units": "1", "long_name": "where the model generates the runoff that reaches the outlet at "
+                                               "each lead (relative, basin-masked)"}
         maps = {
             mo["name"]: (sm[:, r0:r1, c0:c1], sm_attrs),
-            "runoff_generation": ((runoff * frac[None])[:, r0:r1, c0:c1],
-                                  {"units": "1", "long_name": "where the model generates the runoff that reaches "
-                                   "the outlet at each lead (relative, basin-masked)"}),
+            "runoff_generation": ((runoff * frac[None])[:, r0:r1, c0:c1], ro_attrs),
         }
+        if ens is not None:
+            maps.update(_member_maps(mo["name"], sm_members[..., r0:r1, c0:c1], sm_attrs))
+            maps.update(_member_maps("runoff_generation", (runoff_members * frac)[..., r0:r1, c0:c1], ro_attrs))
         mp = forecast_map_dataset(fc.grid, window, day, leads, maps, frac[r0:r1, c0:c1], info["id"],
-                                  model_id=fc.model_id)
+                                  model_id=fc.model_id, realizations=None if ens is None else r)
         mp.attrs.update(provenance)
         base = id_path(out_dir, info["id"], f"_{stamp}_{fc.model_id}")
         products.append((n, info, hyd, mp, base, recent, maps, window, warn))
@@ -517,6 +560,8 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
                  "discharge_m3s": [round(float(v), 3) for v in q[n]],
                  "valid_dates": [str(day + np.timedelta64(int(l), "D")) for l in leads],
                  "last_observed": None if np.isnan(last) else last}
+        if members is not None:
+            entry["members_m3s"] = [[round(float(v), 3) for v in members[n, l]] for l in range(fc.lead)]
         if qq is not None:
             shown = (0.05, 0.25, 0.5, 0.75, 0.95)
             entry["quantiles_m3s"] = {f"{lv:g}": [round(float(v), 3) for v in qq[n, :, k]]
@@ -543,7 +588,7 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
                     Path(f"{base}_hydrograph.png"), info["id"], day, valid, fc.levels, qq[n],
                     past_times=past[0], past_sim_m3s=past[1][:, n], obs_times=recent[0], obs_m3s=recent[1],
                     thresholds=[(_threshold_label(t), t.discharge_m3s) for t in warn["rows"]] if warn else (),
-                    ungauged=not info["gauged"])))
+                    ungauged=not info["gauged"], members_m3s=None if members is None else members[n])))
             r0, r1, c0, c1 = window
             west, north = fc.grid.transform.c + c0 * fc.grid.res[0], fc.grid.transform.f - r0 * fc.grid.res[1]
             extent = (west, west + (c1 - c0) * fc.grid.res[0], north - (r1 - r0) * fc.grid.res[1], north)

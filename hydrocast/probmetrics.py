@@ -455,6 +455,54 @@ def quantile_cdf(levels, quantiles, x) -> np.ndarray:
     return out.reshape(shape)
 
 
+def mixture_quantiles(levels, quantiles, chunk: int = 256) -> np.ndarray:
+    """The ``levels`` quantiles (..., Q) of the equal-weight mixture of R forecast distributions
+    ``quantiles`` (R, ..., Q) given at ``levels`` (e.g. one per ensemble member of the weather
+    forecast): the mixture's CDF is the mean of the members' :func:`quantile_cdf` (exponential
+    tails included), evaluated at the union of the members' quantiles and inverted linearly
+    between them. Members that are NaN for a forecast are left out of it (NaN where none is
+    left). A single member gives back its own quantiles."""
+    lv = np.asarray(levels, dtype="float64").reshape(-1)
+    qq = np.asarray(quantiles, dtype="float64")
+    if qq.ndim < 2 or qq.shape[-1] != lv.size:
+        raise ValueError(f"quantiles have shape {qq.shape}, expected (members, ..., {lv.size})")
+    r, shape = qq.shape[0], qq.shape[1:-1]
+    flat = qq.reshape(r, -1, lv.size).transpose(1, 0, 2)  # (F, R, Q)
+    out = np.full((flat.shape[0], lv.size), np.nan)
+    for a in range(0, flat.shape[0], chunk):
+        block = flat[a:a + chunk]  # (f, R, Q)
+        f = block.shape[0]
+        knots = np.sort(block.reshape(f, -1), axis=1)  # (f, R*Q), NaN last
+        ok = np.isfinite(block).all(axis=2)  # (f, R) valid members
+        cdf = quantile_cdf(lv, block[:, :, None, :], knots[:, None, :])  # (f, R, R*Q)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mix = np.nanmean(np.where(ok[:, :, None], cdf, np.nan), axis=1)  # (f, R*Q)
+        for i in range(f):
+            good = np.isfinite(knots[i]) & np.isfinite(mix[i])
+            if not ok[i].any() or not good.any():
+                continue
+            x, c = knots[i][good], np.maximum.accumulate(mix[i][good])
+            out[a + i] = np.interp(lv, c, x)
+    return out.reshape(*shape, lv.size)
+
+
+def pooled_quantiles(levels, quantiles, scale=None) -> np.ndarray:
+    """The forecast distribution of an ensemble-driven run: :func:`mixture_quantiles` of the members'
+    ``quantiles`` (R, ..., L, Q), then, with ``scale`` (L, Q) (fitted on the validation period by
+    :func:`hydrocast.model.fit_spread_scale` around the pooled median), each level's distance from
+    the pooled median times its factor, sorted so that no two levels cross."""
+    lv = np.asarray(levels, dtype="float64").reshape(-1)
+    out = mixture_quantiles(lv, quantiles)
+    if scale is None:
+        return out
+    s = np.asarray(scale, dtype="float64")
+    if s.shape != out.shape[-2:]:
+        raise ValueError(f"scale has shape {s.shape}, expected (leads, levels) = {out.shape[-2:]}")
+    med = out[..., [int(np.argmin(np.abs(lv - 0.5)))]]
+    return np.sort(med + s * (out - med), axis=-1)
+
+
 def quantiles_of(members, levels) -> np.ndarray:
     """(T, Q) the ``levels`` quantiles of each day's valid members (linear interpolation; NaN
     where a day has no valid member): a reference ensemble as quantiles."""

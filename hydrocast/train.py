@@ -258,6 +258,37 @@ class Trainer:
             net.spread_scale.copy_(torch.as_tensor(scale, dtype=net.spread_scale.dtype))
         return scale
 
+    def calibrate_ensemble(self, net) -> dict | None:
+        """Where the forecast store keeps ensemble members for validation issue days
+        (``[train] ensemble_source``): run ``net`` once per member over the validation period, pool
+        the members' distributions (:func:`hydrocast.probmetrics.mixture_quantiles`) and fit, per
+        lead and level, the factor on the distance from the pooled median that minimises the
+        validation pinball loss (the members carry the weather's uncertainty that the model's own
+        spread, fitted with single forecasts, already partly holds). None without members."""
+        import dataclasses
+
+        from .forecasts import ensemble_source
+        from .forward import run_members
+        from .model import QUANTILE_LEVELS, fit_spread_scale
+        from .probmetrics import mixture_quantiles
+        from .windows import targets
+
+        name = ensemble_source(self.cfg, self.forecasts, self.forecast_name)
+        if name is None:
+            return None
+        v0, v1 = self.periods.v0, self.periods.v1
+        inp = dataclasses.replace(self.inputs, ensemble_name=name)
+        run = run_members(net, inp, v0, v1 - 1, self.spin, self.device)
+        if run is None:
+            return None
+        levels = np.asarray(QUANTILE_LEVELS)
+        pooled = mixture_quantiles(levels, np.moveaxis(run.extra["q_quantiles_norm"], 1, 0))  # (T, N, L, Q)
+        median = pooled[..., int(np.argmin(np.abs(levels - 0.5)))]
+        obs = targets(self.q_norm, v0, v1, pooled.shape[2], v1)
+        obs = np.where((run.n_members > 0)[:, None, None], obs, np.nan)
+        scale = fit_spread_scale(median, pooled, obs)
+        return {"source": name, "issue_days": int((run.n_members > 0).sum()), "scale": scale}
+
     def fit_thresholds(self, net):
         """Return-period flows of the training basins (:func:`hydrocast.thresholds.fit_basin_thresholds`)
         from the observed annual maxima of the training and validation periods (never the test
@@ -339,6 +370,13 @@ class Trainer:
                          "90 % / 50 % interval: " + ", ".join(
                              f"lead {l + 1} x{(c[0] + c[-1]) / 2:.2f} / x{(c[4] + c[-5]) / 2:.2f}"
                              for l, c in enumerate(self.spread_scale[name])))
+        self.ensemble_scale = self.calibrate_ensemble(net) if self.cfg.train.probabilistic else None
+        if self.ensemble_scale is not None:
+            self.log(f"convlstm: the pooled distribution of the {self.ensemble_scale['source']} members recalibrated "
+                     "on "
+                     f"{self.ensemble_scale['issue_days']} validation issue days, factor on the 90 % interval: "
+                     + ", ".join(f"lead {l + 1} x{(c[0] + c[-1]) / 2:.2f}"
+                                 for l, c in enumerate(self.ensemble_scale["scale"])))
         self.threshold_rows, self.threshold_notes = self.fit_thresholds(net)
         for b, note in self.threshold_notes.items():
             self.log(f"{b}: flood thresholds: {note}")
@@ -389,7 +427,8 @@ class Trainer:
             "spin_up_days": self.spin,
             "observed_discharge": self.observed,
             "distribution": ({"kind": "quantiles", "levels": list(QUANTILE_LEVELS),
-                              "spread_scale": self.spread_scale} if tr.probabilistic else None),
+                              "spread_scale": self.spread_scale, "ensemble": self.ensemble_scale}
+                             if tr.probabilistic else None),
             "thresholds": to_records(self.threshold_rows),
             "thresholds_notes": self.threshold_notes,
             "forecast": ({"source": self.forecast_name, "stand_in": bool(tr.forecast_stand_in)}

@@ -160,6 +160,80 @@ def test_which_run_serves_which_issue_date(tmp_path):
         assert "deterministic" in ds["fc_source"][0] and "ensemble" in ds["fc_source"][1]
 
 
+def test_ensemble_members_kept_by_realization_and_grown_incrementally(tmp_path):
+    """members = "keep" (the default): every member of an ensemble run in fc_ensemble (issue_day,
+    realization, lead, y, x), each the hand block mean of what was written; days with fewer members or a
+    deterministic run are NaN there; a later run with more members grows the realization dimension and
+    the members already stored are copied unchanged; members = "mean" keeps only the mean."""
+    cfg = project(tmp_path / "p")
+    det = daily_fields(3)
+    three, two = [daily_fields(30 + m) for m in range(3)], [daily_fields(40 + m) for m in range(2)]
+    write(cfg.root / "raw/nwp/det.grib2", grib_msgs("2020-03-02", det))
+    write(cfg.root / "raw/nwp/ens.grib2", ensemble_msgs("2020-03-05", three) + ensemble_msgs("2020-03-08", two))
+    forecasts.update_store(cfg)
+    asked = np.array(["2020-03-01", "2020-03-04", "2020-03-07", "2020-03-20"], "datetime64[D]")
+    with forecasts.open_forecasts(cfg) as r:
+        assert r.ensembles == ["fc"]
+        assert list(r.member_count("fc", asked)) == [0, 3, 2, 0]
+        got = r.read_members("fc", asked, 3)
+        mean = r.read("fc", asked, 3)
+    assert got.shape == (4, 3, 3, 2, 2)
+    for m in range(3):
+        np.testing.assert_allclose(got[1, m], block_mean(three[m]), atol=PACKING_MM)
+    for m in range(2):
+        np.testing.assert_allclose(got[2, m], block_mean(two[m]), atol=PACKING_MM)
+    assert np.isnan(got[0]).all() and np.isnan(got[2, 2]).all() and np.isnan(got[3]).all()
+    np.testing.assert_allclose(mean[1], got[1].mean(axis=0), atol=1e-4)  # the stored mean is the members' mean
+    with netCDF4.Dataset(forecasts.store_path(cfg)) as ds:
+        v = ds["fc_ensemble"]
+        assert v.dimensions == ("issue_day", "realization", "lead", "y", "x")
+        assert (v.units, v.standard_name, v.grid_mapping) == ("mm", "lwe_thickness_of_precipitation_amount", "crs")
+        assert ds["realization"].standard_name == "realization" and list(ds["realization"][:]) == [0, 1, 2]
+    four = [daily_fields(50 + m) for m in range(4)]
+    write(cfg.root / "raw/nwp/ens2.grib2", ensemble_msgs("2020-03-12", four))
+    result, _ = forecasts.update_store(cfg)
+    assert result.runs_added == 1 and result.runs_replaced == 0
+    with forecasts.open_forecasts(cfg) as r:
+        later = np.array(["2020-03-04", "2020-03-11"], "datetime64[D]")
+        assert list(r.member_count("fc", later)) == [3, 4]
+        again = r.read_members("fc", later, 3)
+    assert again.shape[1] == 4 and np.isnan(again[0, 3]).all()
+    np.testing.assert_array_equal(again[0, :3], got[1])  # copied, not re-read
+    np.testing.assert_allclose(again[1, 3], block_mean(four[3]), atol=PACKING_MM)
+    mean_only = project(tmp_path / "q", extra='members = "mean"')
+    write(mean_only.root / "raw/nwp/ens.grib2", ensemble_msgs("2020-03-05", three))
+    forecasts.update_store(mean_only)
+    with forecasts.open_forecasts(mean_only) as r:
+        assert r.ensembles == [] and list(r.member_count("fc", asked)) == [0, 0, 0, 0]
+        np.testing.assert_allclose(r.read("fc", asked[1:2], 3)[0], mean[1], atol=1e-5)
+    with netCDF4.Dataset(forecasts.store_path(mean_only)) as ds:
+        assert "fc_ensemble" not in ds.variables and "realization" not in ds.dimensions
+
+
+def test_ensemble_source_choice(tmp_path):
+    """[train] ensemble_source: auto takes the model's source when its members are kept, else the first
+    nwp source whose are; a name must be an nwp source; none, or a model without forecasts, gives none."""
+    from hydrocast.errors import ConfigError
+
+    cfg = project(tmp_path / "p", extra='[[sources]]\nname = "ens"\nkind = "nwp_grib"\npaths = ["raw/ens/*.grib2"]\n')
+
+    class Store:
+        ensembles = ["ens"]
+
+    assert forecasts.ensemble_source(cfg, Store(), "fc") == "ens"
+    Store.ensembles = ["fc", "ens"]
+    assert forecasts.ensemble_source(cfg, Store(), "fc") == "fc"
+    assert forecasts.ensemble_source(cfg, Store(), None) is None
+    assert forecasts.ensemble_source(cfg, None, "fc") is None
+    cfg.train.ensemble_source = "ens"
+    assert forecasts.ensemble_source(cfg, Store(), "fc") == "ens"
+    cfg.train.ensemble_source = "none"
+    assert forecasts.ensemble_source(cfg, Store(), "fc") is None
+    cfg.train.ensemble_source = "rain"
+    with pytest.raises(ConfigError, match="ensemble_source.*'rain' is not a source of kind nwp"):
+        forecasts.ensemble_source(cfg, Store(), "fc")
+
+
 def test_real_open_data_grid_uniform_field(tmp_path, shared_data):
     """The real ECMWF open-data tp message (0.4°, longitudes 180 -> 179.6, CCSDS packing) cloned into a
     2-day run of uniform daily totals: any area-weighted regridding of a uniform field is that field."""

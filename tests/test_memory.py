@@ -183,6 +183,29 @@ def test_rollout_lead_l_sees_the_forecast_of_lead_days_up_to_l_only():
     torch.testing.assert_close(sub, a[:, [3, 9]], rtol=1e-4, atol=1e-5)
 
 
+def test_member_rollouts_equal_one_run_per_member_forecast():
+    """A forecast with a member dimension (B, R, T', L, C, H, W) of the rollout days gives, for each
+    member r, what a run with r's forecast alone gives (maps, runoff, discharge and quantiles), with the
+    same state after the last day; members that differ give different lead-2 forecasts."""
+    net, st = _net(observed=1, rollout=1, quantiles=1), _streams()
+    days = torch.tensor([2, 7, 13])
+    g = torch.Generator().manual_seed(5)
+    fcs = [st["forecast"], torch.randn(B, T, L, C, H, W, generator=g)]
+    with torch.no_grad():
+        singles = [net({**st, "forecast": f, "rollout_days": days}) for f in fcs]
+        both = net({**st, "forecast": torch.stack([f[:, days] for f in fcs], dim=1), "rollout_days": days})
+    for k in ("q", "q_quantiles", "maps", "runoff"):
+        assert both[k].shape[:3] == (B, 2, 3)
+        for r in range(2):
+            torch.testing.assert_close(both[k][:, r], singles[r][k], rtol=1e-4, atol=1e-5)
+    for (h1, c1), (h2, c2) in zip(both["state"], singles[0]["state"]):
+        torch.testing.assert_close(h1, h2)
+        torch.testing.assert_close(c1, c2)
+    assert (both["q"][:, 0, ..., 1] - both["q"][:, 1, ..., 1]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="expected forecast of shape"):
+        net({**st, "forecast": torch.stack(fcs, dim=1), "rollout_days": days})  # every day, not the rollout days
+
+
 def test_a_silent_gauge_is_no_observation_at_all():
     """All-NaN observations give the same forecast as no observation stream."""
     net, st = _net(observed=1), _streams()

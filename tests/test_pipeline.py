@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -42,9 +43,12 @@ batch_size = 4
 
 
 def project_config(tmp: Path, cube: Path, model: Path, extra_imerg: Path | None = None) -> Path:
-    """The sample's hydrocast.toml with absolute data paths, the given cube and a fast [train]."""
+    """The sample's hydrocast.toml with absolute data paths, the given cube and a fast [train]; without
+    its weather-forecast ensemble (test_predict_and_evaluate_with_ensemble_members adds a small one)."""
     text = (SAMPLE / "hydrocast.toml").read_text()
     head = text.split("[train]")[0]
+    head = re.sub(r"\[\[sources\]\]\nname = \"precipitation_ensemble\".*?\n(?=\[)", "", head, flags=re.S)
+    assert "nwp-ens" not in head and "[cube]" in head
     for rel in ("raw/imerg", "raw/esacci", "raw/dem", "raw/nwp", "basins/", "discharge/"):
         head = head.replace(f'"{rel}', f'"{SAMPLE}/{rel}')
     head = head.replace('path = "../work/sample/cube.nc"', f'path = "{cube}"')
@@ -210,7 +214,8 @@ def test_predict_distribution_and_exceedance_of_user_thresholds(work, trained, t
         np.testing.assert_allclose(p[:, 1], got["mid"]["exceedance_probability"], atol=1e-3)
         np.testing.assert_allclose(ds["discharge_median"].values[0],
                                    ds["discharge_quantiles"].sel(quantile=0.5).values[0], rtol=1e-6)
-        np.testing.assert_allclose(ds["discharge_median"].values[0], med, rtol=1e-3)  # as --json said
+        np.testing.assert_allclose(ds["discharge_median"].values[0], med, rtol=1e-3, atol=6e-4)  # as --json said
+        # (which rounds to 3 decimals)
         assert ds["discharge_quantiles"].dims == ("station", "lead_time", "quantile")
         assert np.all(np.diff(ds["discharge_quantiles"].values[0], axis=-1) >= 0)
 
@@ -262,6 +267,129 @@ def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_
     third, attrs3 = predict("2020-05-20")
     assert attrs3["hydrocast_spin_up"].startswith("spun up over the 365 days before")
     assert load_state(path, first["model_id"])[0] is not None
+
+
+def test_predict_and_evaluate_with_ensemble_members(work, cube, tmp_path):
+    """A weather-forecast ensemble (ECMWF ENS, 4 members, the validation half-year and issue dates
+    2020-06-27 .. 07-02) as a second source: train recalibrates the pooled distribution on the validation
+    days with members; predict runs the model once per member (realization dimension); each member's
+    forecast is what the one forward path gives with that member as the model's own weather forecast
+    (independent path), the quantiles pool the members' distributions (with the fitted factors), the maps
+    carry the members' median and spread; a day without members carries none; evaluate scores the
+    member-driven system on the days with members."""
+    import pandas as pd
+
+    from hydrocast import config as hconfig
+    from hydrocast.forward import run_period
+    from hydrocast.predict import Forecaster
+    from hydrocast.probmetrics import pooled_quantiles
+    from tools import sampledata_nwp as snwp
+
+    runs = 0
+    for part, (a, b) in {"val": ("2017-01-01", "2017-06-30"), "test": ("2020-06-27", "2020-07-02")}.items():
+        (tmp_path / part / "raw").mkdir(parents=True)
+        (tmp_path / part / "raw/imerg").symlink_to(SAMPLE / "raw/imerg")
+        runs += snwp.write_ensemble(tmp_path / part, members=4, seed=3, start=a, end=b)["issue_dates"]
+    store = tmp_path / "store.forecasts.nc"
+    shutil.copy(work / "cube.forecasts.nc", store)  # the deterministic runs are copied over, not re-read
+    source = (f'[[sources]]\nname = "ens"\nkind = "nwp_grib"\npaths = ["{tmp_path}/val/raw/nwp-ens/*.grib2", '
+              f'"{tmp_path}/test/raw/nwp-ens/*.grib2"]\n\n')
+    text = (work / "hydrocast.toml").read_text().replace("[cube]", f'{source}[cube]\nforecast_path = "{store}"', 1)
+    cfg = tmp_path / "ens.toml"
+    cfg.write_text(text.replace(f'model_dir = "{work / "model"}"', f'model_dir = "{tmp_path / "model"}"'))
+    res = invoke("ingest", "--config", str(cfg), "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["forecasts"]["runs_added"] == runs > 150
+    res = invoke("train", "--config", str(cfg), "--quiet", "--json", "--seed", "1")
+    assert res.exit_code == 0, res.output
+    fitted = json.loads((tmp_path / "model" / "model.json").read_text())["distribution"]["ensemble"]
+    # the validation days with members, but its last (whose lead days lie past the period)
+    assert fitted["source"] == "ens" and fitted["issue_days"] == runs - 6 - 1
+    scale = np.asarray(fitted["scale"])
+    assert scale.shape == (3, 19) and (scale >= 0).all() and np.ptp(scale) > 0
+
+    out = tmp_path / "fc"
+    res = invoke("predict", "--config", str(cfg), "--basin", "PT01", "--out", str(out), "--issue-date", "2020-06-30",
+                 "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)["basins"][0]
+    hyd, maps = next(out.glob("*_hydrograph.nc")), next(out.glob("*_maps.nc"))
+    ok, report = check_cf([hyd, maps])
+    assert ok, report[-2000:]
+    with xr.open_dataset(hyd) as ds:
+        assert ds["discharge_members"].dims == ("station", "lead_time", "realization")
+        assert list(ds["realization"].values) == [0, 1, 2, 3] and ds["realization"].standard_name == "realization"
+        members, qq = ds["discharge_members"].values[0], ds["discharge_quantiles"].values[0]  # (L, R), (L, Q)
+        det, levels = ds["discharge"].values[0], ds["quantile"].values
+        assert "the 4 members of ens" in ds.attrs["hydrocast_weather_forecast"]
+    with xr.open_dataset(maps) as ds:
+        sm_med, sm_spread = ds["soil_moisture_median"].values, ds["soil_moisture_spread"].values
+        window = (ds["x"].values, ds["y"].values)
+        assert ds["soil_moisture_spread"].attrs["cell_methods"].endswith("realization: standard_deviation")
+    assert summary["members_m3s"] == [pytest.approx(m.tolist(), rel=1e-3, abs=1e-3) for m in members]
+
+    # independently: the one forward path with member r as the model's own forecast, spun up from scratch
+    with Forecaster(hconfig.load(cfg)) as fc:
+        assert fc.ensemble_name == "ens"
+        basins = fc.basin_set(["PT01"])
+        i = fc.reader.index("2020-06-30")
+        store_r = fc.forecasts
+        member_runs = []
+        for r in range(4):
+            class One:
+                names = [fc.forecast_name]
+
+                def read(self, name, days, n, r=r):
+                    return store_r.read_members("ens", days, n, 4)[:, r]
+
+            inp = fc.inputs(basins)
+            inp.forecasts = One()
+            member_runs.append(run_period(fc.net, inp, i, i, fc.spin))
+        plain = run_period(fc.net, fc.inputs(basins), i, i, fc.spin)
+        sm_r = np.stack([fc.map_physical(run["maps"][0])[0] for run in member_runs])  # (R, L, H, W)
+        cols = np.searchsorted(fc.grid.x, window[0])
+        rows = np.flatnonzero(np.isin(np.round(fc.grid.y, 6), np.round(window[1], 6)))
+    want = np.stack([run.q[0, 0] for run in member_runs], axis=-1)  # (L, R)
+    np.testing.assert_allclose(members, want, rtol=1e-3, atol=1e-3)
+    assert np.ptp(members[2]) > 1e-3  # the members differ
+    np.testing.assert_allclose(det, plain.q[0, 0], rtol=1e-3, atol=1e-3)  # the deterministic forecast stays
+    pooled = pooled_quantiles(levels, np.stack([run.extra["q_quantiles"][0, 0] for run in member_runs]), scale)
+    np.testing.assert_allclose(qq, pooled, rtol=2e-3, atol=2e-3)
+    sub = sm_r[:, :, rows][:, :, :, cols]
+    np.testing.assert_allclose(sm_med, np.median(sub, axis=0), atol=1e-4)
+    np.testing.assert_allclose(sm_spread, np.std(sub, axis=0, ddof=1), atol=1e-4)
+
+    out2 = tmp_path / "fc2"  # a day without an ensemble run: no member variables
+    res = invoke("predict", "--config", str(cfg), "--basin", "PT01", "--out", str(out2), "--issue-date", "2020-06-20",
+                 "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(next(out2.glob("*_hydrograph.nc"))) as ds:
+        assert "discharge_members" not in ds and "no ensemble run of ens" in ds.attrs["hydrocast_weather_forecast"]
+    with xr.open_dataset(next(out2.glob("*_maps.nc"))) as ds:
+        assert "soil_moisture_median" not in ds
+
+    ev = tmp_path / "ev"
+    res = invoke("evaluate", "--config", str(cfg), "--period", "2020-06-20:2020-07-05", "--out", str(ev), "--quiet",
+                 "--json")
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(ev / "ensemble.csv", dtype={"basin": str})
+    assert set(table["model"]) == {"convlstm", "lumped_lstm", "convlstm_ensemble", "climatology_ensemble",
+                                   "persistence_ensemble"}
+    one = table[(table["basin"] == "PT01") & (table["lead_days"] == 1)]
+    # every system on the issue days with members only, where the issue day's flow (persistence)
+    # and the next day's (the observation) are recorded, counted here from the discharge file
+    q = pd.read_csv(SAMPLE / "discharge" / "discharge.csv", parse_dates=["date"])
+    q = q[q["basin_id"] == "PT01"].set_index("date")["discharge"]
+    issue = pd.date_range("2020-06-27", "2020-07-02")
+    want = int((q.reindex(issue).notna().to_numpy() & q.reindex(issue + pd.Timedelta(days=1)).notna().to_numpy()).sum())
+    assert want == 5 and set(one["n"]) == {want}
+    prob = pd.read_csv(ev / "probabilistic.csv", dtype={"basin": str})
+    assert prob[(prob["basin"] == "PT01") & (prob["lead_days"] == 1)]["n"].max() > 6
+    assert "2" in json.loads(res.stdout)["ensemble"]["convlstm_ensemble"]
+    with xr.open_dataset(ev / "hindcast.nc") as ds:
+        q_ens = ds["discharge_convlstm_ensemble_quantiles"]
+        assert np.isfinite(q_ens.sel(forecast_reference_time="2020-07-01").values).all()
+        assert np.isnan(q_ens.sel(forecast_reference_time="2020-06-21").values).all()
 
 
 def test_predict_ungauged_basin(work, trained, tmp_path):
@@ -416,7 +544,9 @@ def test_python_api_matches_the_command_line(work, trained, tmp_path):
                  "--quiet")
     assert res.exit_code == 0, res.output
     with xr.open_dataset(next(out.glob("PT02_20200630_*_hydrograph.nc"))) as ds:
-        np.testing.assert_allclose(fc["q"].sel(basin="PT02").values[0], ds["discharge"].values[0], rtol=1e-5)
+        # (predict may continue the saved state of an earlier test's chain, the API spins up: float noise)
+        np.testing.assert_allclose(fc["q"].sel(basin="PT02").values[0], ds["discharge"].values[0], rtol=1e-4,
+                                   atol=1e-4)
     assert fc.attrs["model_id"] in next(out.glob("PT02_*")).name
     assert np.isfinite(fc["q_lumped"].values).all()
     hind = hc.hindcast(cfg, "2019-02-01:2019-02-28")

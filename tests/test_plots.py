@@ -117,6 +117,19 @@ def test_fan_starts_from_the_observation_when_the_simulation_of_the_issue_day_is
     assert _band_extent(_collection(ax, "90 %"), _num([REF])[0]) == pytest.approx((obs[-1], obs[-1]))
 
 
+def test_ensemble_members_are_drawn_from_the_fan_start():
+    q = _quantiles()
+    members = np.stack([q[:, 9] * f for f in (0.8, 1.0, 1.3)], axis=1)  # (L, R)
+    fig, sim, _ = _figure(members_m3s=members)
+    ax = fig.axes[0]
+    lines = [ln for ln in ax.get_lines() if isinstance(ln.get_color(), str) and ln.get_color() == "0.45"]
+    assert len(lines) == 3 and lines[0].get_label().startswith("weather-forecast members (3 runs)")
+    for r, ln in enumerate(lines):
+        np.testing.assert_allclose(np.asarray(ln.get_ydata(), float), np.concatenate([[sim[-1]], members[:, r]]))
+    with pytest.raises(ValueError, match="members_m3s must have shape"):
+        _figure(members_m3s=members[:2])
+
+
 def test_without_any_past_the_fan_starts_at_lead_1():
     q = _quantiles()
     fig = plots._fan_chart_figure("B7", REF, VALID, LEVELS, q)

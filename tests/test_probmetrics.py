@@ -419,3 +419,23 @@ def test_brier_and_contingency_of_quantile_forecasts_by_hand():
     ct = contingency_quantiles(obs, qq, lv, 5.0, p_warn=0.5)
     assert (ct["hits"], ct["misses"], ct["false_alarms"], ct["correct_negatives"], ct["n"]) == (1, 0, 0, 2, 3)
     assert ct["hit_rate"] == 1.0 and ct["false_alarm_ratio"] == 0.0
+
+
+def test_mixture_quantiles_of_two_members_match_the_mixture_of_normals():
+    """Two members N(0, 1) and N(4, 1) given as 19 quantiles: the pooled quantiles are those of the
+    equal mixture (its CDF computed independently with scipy on a fine grid); a NaN member is left
+    out; one member gives its own quantiles back; all-NaN gives NaN."""
+    levels = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    a, b = norm.ppf(levels, 0, 1), norm.ppf(levels, 4, 1)
+    grid = np.linspace(-8, 12, 40001)
+    want = np.interp(levels, 0.5 * (norm.cdf(grid, 0, 1) + norm.cdf(grid, 4, 1)), grid)
+    got = pm.mixture_quantiles(levels, np.stack([a, b])[:, None, :])  # (R=2, F=1, Q)
+    assert got.shape == (1, 19)
+    np.testing.assert_allclose(got[0], want, atol=0.03)  # (each member linear between its quantiles)
+    assert got[0, 9] == pytest.approx(2.0, abs=1e-6)  # symmetric: the median halfway
+    both = np.stack([np.stack([a, a]), np.stack([b, np.full(19, np.nan)])])  # (R, F=2, Q)
+    out = pm.mixture_quantiles(levels, both)
+    np.testing.assert_allclose(out[0], got[0], atol=1e-9)
+    np.testing.assert_allclose(out[1], a, atol=1e-9)  # the NaN member is left out
+    np.testing.assert_allclose(pm.mixture_quantiles(levels, a[None, None])[0], a, atol=1e-9)
+    assert np.isnan(pm.mixture_quantiles(levels, np.full((3, 1, 19), np.nan))).all()

@@ -1274,7 +1274,7 @@ def _cci_static_flags(terrain: Terrain, cci_sm0: np.ndarray) -> dict:
 # ---------------------------------------------------------------------------------------------
 _OUTPUT_PATTERNS = ("raw/imerg/3B-*.HDF5", "raw/imerg/3B-*.nc4", "raw/esacci/ESACCI-SOILMOISTURE-*.nc",
                     "raw/era5land/era5-land-daily-t2m-*.nc",  # written by the cold variant only
-                    "raw/nwp/*.grib2",  # tools/sampledata_nwp.py, the default sample only
+                    "raw/nwp/*.grib2", "raw/nwp-ens/*.grib2",  # tools/sampledata_nwp.py, the default sample only
                     "raw/dem/dem.tif", "basins/*.geojson", "basins/outlets.csv", "discharge/discharge.csv",
                     "README.md")
 
@@ -1407,7 +1407,7 @@ def _tree_sizes(outdir: Path) -> tuple[int, int, int]:
 def _nwp_row() -> str:
     from . import sampledata_nwp
 
-    return sampledata_nwp.README_ROW
+    return sampledata_nwp.README_ROW + "\n" + sampledata_nwp.ENS_README_ROW
 
 
 def write_readme(outdir, summary: dict) -> Path:

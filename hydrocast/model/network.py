@@ -224,7 +224,11 @@ class HydroConvLSTM(nn.Module):
       from (default: all). The core runs over the observed days, then, from its state after each
       issue day, rolls on over the L lead days fed the forecast channels (a flag channel tells it
       a step is a forecast step; the handoff forecast of NeuralHydrology, on maps, with shared
-      weights): lead l is read from the state after lead day l. Outputs then have T' issue days;
+      weights): lead l is read from the state after lead day l. Outputs then have T' issue days.
+      A forecast of shape (B, R, T', L, n_dynamic, H, W) holds R ensemble members of the
+      rollout days only: the core runs over the observed days once and each member is rolled
+      from the same states, so "q", "maps", "runoff" (and "q_quantiles") gain a member
+      dimension after B: (B, R, T', ...);
     * ``state`` initial core state (see :class:`ConvLSTM`), for stateful chunked runs.
 
     Returns the dict described in the module docstring. Unknown hyperparameters are errors;
@@ -316,12 +320,30 @@ class HydroConvLSTM(nn.Module):
         final = [(hs[:, -1], cs[:, -1]) for hs, cs in states]
         days = streams.get("rollout_days")
         days = torch.arange(t, device=x_dyn.device) if days is None else days.to(x_dyn.device)
-        tt = int(days.numel())
         fc = streams["forecast"]
-        if fc.shape[:3] != (b, t, lead) or fc.shape[3] != hp["n_dynamic"]:
-            raise ValueError(f"expected forecast of shape (B, T, {lead}, {hp['n_dynamic']}, H, W), "
-                             f"got {tuple(fc.shape)}")
-        fc = fc[:, days].to(x_dyn.dtype).flatten(0, 1)  # (B*T', L, C, H, W)
+        members = fc.ndim == 7  # (B, R, T', L, C, H, W): the rollout days only, one rollout per member
+        want = (b, int(days.numel()) if members else t, lead)
+        if fc.shape[:1] + fc.shape[1 + members:3 + members] != want or fc.shape[3 + members] != hp["n_dynamic"]:
+            raise ValueError(f"expected forecast of shape (B, {'R, ' * members}{want[1]}, {lead}, {hp['n_dynamic']}, "
+                             f"H, W), got {tuple(fc.shape)}")
+        if not members:
+            out = self._rollout(fc[:, days].to(x_dyn.dtype), states, days, x_static, obs_maps, extra, basin_ch)
+            out["state"] = final
+            return out
+        runs = [self._rollout(fc[:, r].to(x_dyn.dtype), states, days, x_static, obs_maps, extra, basin_ch)
+                for r in range(fc.shape[1])]
+        out = {k: torch.stack([run[k] for run in runs], dim=1) for k in runs[0]}  # (B, R, T', ...)
+        out["state"] = final
+        return out
+
+    def _rollout(self, fc, states, days, x_static, obs_maps, extra, basin_ch) -> dict:
+        """The lead days of issue days ``days`` rolled from the core's ``states`` over the forecast
+        channels ``fc`` (B, T', L, C, H, W) of those days: {"maps", "runoff", "q"[, "q_quantiles"]}."""
+        hp = self._hparams
+        lead, m, j = hp["lead_days"], hp["n_map_outputs"], hp["runoff_features"]
+        b, height, width = fc.shape[0], fc.shape[-2], fc.shape[-1]
+        tt = int(days.numel())
+        fc = fc.flatten(0, 1)  # (B*T', L, C, H, W)
         init = [(hs[:, days].flatten(0, 1), cs[:, days].flatten(0, 1)) for hs, cs in states]
         st = None if x_static is None else (x_static if x_static.shape[0] == 1 else
                                             x_static.repeat_interleave(tt, dim=0))
@@ -333,7 +355,7 @@ class HydroConvLSTM(nn.Module):
         maps = torch.stack([maps_all[:, l, l] for l in range(lead)], dim=1).unflatten(0, (b, tt))
         runoff = gen.mean(dim=2).unflatten(0, (b, tt))
         generation = gen.flatten(1, 2).unflatten(0, (b, tt))  # (B, T', L*J, H, W)
-        out = {"maps": maps, "runoff": runoff, "state": final}
+        out = {"maps": maps, "runoff": runoff}
         out.update(self._discharge(hf, basin_ch, generation, None if extra is None else extra[:, days], b, tt))
         return out
 
