@@ -45,7 +45,10 @@ formats add sections) but every key below is checked.
                             object or null)
 ``config``, ``training``    objects (free-form), optional
 ``distribution``            optional: ``kind`` "quantiles", ``levels``, ``spread_scale`` (per model, the
-                            validation recalibration; the weights carry the same as a buffer)
+                            validation recalibration; the weights carry the same as a buffer),
+                            ``ensemble`` (null, or ``source``, ``issue_days``, ``scale`` (L, Q): the
+                            recalibration of the pooled distribution of the weather-forecast
+                            ensemble's members, :meth:`hydrocast.train.Trainer.calibrate_ensemble`)
 ``thresholds``              optional list of flood-threshold records (checked by
                             :func:`hydrocast.thresholds.from_records` when predict reads them), with
                             ``thresholds_notes`` (basin → how they were fitted)

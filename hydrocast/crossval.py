@@ -11,7 +11,8 @@ basins' observations, as maps, as for any ungauged basin), and their observed di
 for scoring only. Every basin is held out once, so the ungauged figure rests on every basin.
 
 Writes into ``--out``: ``kfold.csv`` (model, basin, fold, lead: NSE, KGE, ... as in
-``metrics.csv``, plus the median over basins), ``kfold_paired.csv`` (the ConvLSTM against the
+``metrics.csv``, plus the median over basins; with observed discharge also ``convlstm_no_obs`` /
+``lumped_lstm_no_obs``: the same held-out forecasts with every gauge silent), ``kfold_paired.csv`` (the ConvLSTM against the
 lumped LSTM, basin by basin, per lead: :func:`hydrocast.evaluate.paired`), and the fold models
 under ``kfold/fold<N>/model`` (artefacts like any other: predict and evaluate read them).
 """
@@ -72,7 +73,7 @@ def kfold(cfg: Config, k: int, period: str | None, out_dir: Path, device: str = 
     folds = folds_of(ids, k, cfg.train.seed)
     out_dir = prepare_out_dir(Path(out_dir))
     basins_path = cfg.resolve(cfg.basins.path)
-    sims = {"convlstm": {}, "lumped_lstm": {}}
+    sims = {"convlstm": {}, "lumped_lstm": {}}  # (+ "_no_obs" rows where the models read observations)
     obs_by, fold_of = {}, {}
     leads = None
     for f, held in enumerate(folds, start=1):
@@ -89,6 +90,8 @@ def kfold(cfg: Config, k: int, period: str | None, out_dir: Path, device: str = 
             a, b = int((start - days[0]).astype(int)), int((end - days[0]).astype(int))
             basins = fc.basin_set(held, basins_path)
             res = fc.run(basins, a, b, lumped=True)
+            if fc.observed and fc.obs is not None:  # as if no gauge reported: the other basins' obs off too
+                res.update({f"{k}_no_obs": r for k, r in fc.run(basins, a, b, lumped=True, with_obs=False).items()})
             ok = fc.supported()[a:b + 1]
             q_obs = discharge_table(cfg, days, held).to_numpy("float64")
             obs = targets(q_obs, a, b + 1, fc.lead, len(days) - 1, dtype="float64")
@@ -96,8 +99,8 @@ def kfold(cfg: Config, k: int, period: str | None, out_dir: Path, device: str = 
             for n, bid in enumerate(held):
                 fold_of[bid] = f
                 obs_by[bid] = obs[:, n]
-                for name in sims:
-                    sims[name][bid] = np.where(ok[:, None], res[name].q[:, n], np.nan)
+                for name in res:
+                    sims.setdefault(name, {})[bid] = np.where(ok[:, None], res[name].q[:, n], np.nan)
     tables = []
     for name, per_basin in sims.items():
         sim = np.stack([per_basin[bid] for bid in ids])  # (N, T, L)

@@ -644,7 +644,8 @@ def test_kfold_scores_every_basin_once_as_ungauged(work, trained, tmp_path):
         meta = json.loads((out / "kfold" / f"fold{f}" / "model" / "model.json").read_text())
         assert [b["id"] for b in meta["basins"]] == [b for b in ids if b not in held]  # never trained on
     table = pd.read_csv(out / "kfold.csv", dtype={"basin": str})
-    assert set(table["model"]) == {"convlstm", "lumped_lstm"} and len(table) == 2 * 7 * 3
+    systems = {"convlstm", "lumped_lstm", "convlstm_no_obs", "lumped_lstm_no_obs"}
+    assert set(table["model"]) == systems and len(table) == 4 * 7 * 3
     med = table[(table["model"] == "convlstm") & (table["basin"] == "median") & (table["lead_days"] == 1)]
     assert summary["median"]["convlstm"]["1"]["nse"] == pytest.approx(med["nse"].item(), abs=1e-3)
 
@@ -659,7 +660,7 @@ def test_kfold_scores_every_basin_once_as_ungauged(work, trained, tmp_path):
     assert res.exit_code == 0, res.output
     plain = pd.read_csv(tmp_path / "ev1" / "metrics.csv", dtype={"basin": str})
     for bid in folds[0]:
-        for model in ("convlstm", "lumped_lstm"):
+        for model in systems:
             a = table[(table["model"] == model) & (table["basin"] == bid)].sort_values("lead_days")["nse"]
             b = plain[(plain["model"] == model) & (plain["basin"] == bid)].sort_values("lead_days")["nse"]
             np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-3)
