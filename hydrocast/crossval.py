@@ -12,8 +12,9 @@ for scoring only. Every basin is held out once, so the ungauged figure rests on 
 
 Writes into ``--out``: ``kfold.csv`` (model, basin, fold, lead: NSE, KGE, ... as in
 ``metrics.csv``, plus the median over basins; with observed discharge also ``convlstm_no_obs`` /
-``lumped_lstm_no_obs``: the same held-out forecasts with every gauge silent), ``kfold_paired.csv`` (the ConvLSTM against the
-lumped LSTM, basin by basin, per lead: :func:`hydrocast.evaluate.paired`), and the fold models
+``lumped_lstm_no_obs``: the same held-out forecasts with every gauge silent), ``kfold_paired.csv``
+(the ConvLSTM against the lumped LSTM, basin by basin, per lead: :func:`hydrocast.evaluate.paired`),
+and the fold models
 under ``kfold/fold<N>/model`` (artefacts like any other: predict and evaluate read them).
 """
 
