@@ -357,8 +357,13 @@ def write_forecasts(outdir: Path, seed: int = 42, start=DEFAULT_START, end=DEFAU
                 files.setdefault(MONTH_NAME.format(run_date), []).extend(msgs)
     finally:
         eccodes.codes_release(template)
+    return _write_files(nwp_dir, files, issues, max_lead_days)
+
+
+def _write_files(folder: Path, files: dict[str, list[bytes]], issues: list, max_lead_days: int) -> dict:
+    """Write each file's messages into ``folder``; the writers' summary (issue dates, files, bytes)."""
     for name, msgs in files.items():
-        (nwp_dir / name).write_bytes(b"".join(msgs))
+        (folder / name).write_bytes(b"".join(msgs))
     return {"issue_dates": len(issues), "first_issue_date": issues[0].isoformat() if issues else None,
             "last_issue_date": issues[-1].isoformat() if issues else None, "max_lead_days": max_lead_days,
             "files": len(files), "bytes": sum(len(b"".join(m)) for m in files.values())}
@@ -394,11 +399,7 @@ def write_ensemble(outdir: Path, members: int = ENS_DEFAULT_MEMBERS, seed: int =
                 files.setdefault(name, []).extend(step)
     finally:
         eccodes.codes_release(template)
-    for name, msgs in files.items():
-        (ens_dir / name).write_bytes(b"".join(msgs))
-    return {"issue_dates": len(issues), "first_issue_date": issues[0].isoformat() if issues else None,
-            "last_issue_date": issues[-1].isoformat() if issues else None, "max_lead_days": max_lead_days,
-            "members": members, "files": len(files), "bytes": sum(len(b"".join(m)) for m in files.values())}
+    return {**_write_files(ens_dir, files, issues, max_lead_days), "members": members}
 
 
 def after_generate(outdir, seed: int = sd.DEFAULT_SEED, log=None) -> dict:
