@@ -40,11 +40,12 @@ def ingest(config, strict: bool = False, log=lambda s: None):
 
 
 def open_cube(config):
-    """The data cube as an ``xarray.Dataset``, opened lazily (close it, or use ``with``)."""
-    import xarray as xr
+    """The data cube as an ``xarray.Dataset``, opened lazily (close it, or use ``with``); a NetCDF
+    file or a Zarr store (:mod:`hydrocast.cube`)."""
+    from . import cube
 
     cfg = load_config(config)
-    return xr.open_dataset(cfg.resolve(cfg.cube.path))
+    return cube.open_cube(cfg.resolve(cfg.cube.path))
 
 
 def train(config, device: str = "auto", seed: int | None = None, epochs: int | None = None, resume: bool = False,

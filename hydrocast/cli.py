@@ -343,7 +343,12 @@ def train(
     """Train the ConvLSTM (and the lumped LSTM baseline) on the cube's gauged basins.
 
     Early stopping on the validation period ([train] validation_period); the result is one
-    self-contained model folder (safetensors weights + model.json)."""
+    self-contained model folder (safetensors weights + model.json). Multi-process:
+    torchrun --nproc-per-node N -m hydrocast train ... (rank 0 logs, prints and writes)."""
+    from . import distributed
+
+    if not distributed.is_main():  # torchrun: the other processes print nothing but their errors
+        quiet, json_out = True, False
     with command_run("train", quiet, json_out) as run:
         from . import config as config_mod
 

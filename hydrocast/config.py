@@ -41,6 +41,8 @@ SOURCE_KEYS: dict[str, dict[str, type | tuple]] = {
 }
 #: What the forecast store keeps of an ensemble run (``members`` of an nwp source).
 MEMBER_MODES = ("keep", "mean")
+#: ``[cube] format`` (see :mod:`hydrocast.cube`): "auto" = Zarr for a path ending in .zarr, else NetCDF
+CUBE_FORMATS = ("auto", "netcdf", "zarr")
 #: Source kinds that are weather forecasts: stored in the forecast store beside the cube
 #: (:mod:`hydrocast.forecasts`), never in the daily cube.
 FORECAST_KINDS = ("nwp_grib", "nwp_netcdf")
@@ -75,6 +77,8 @@ class CubeConfig:
     chunk_days: int = 31
     margin_cells: float = 2.0
     forecast_path: Path | None = None
+    format: str = "auto"
+    chunks: list[int] = field(default_factory=lambda: [32, 256, 256])
 
 
 @dataclass
@@ -387,6 +391,11 @@ def parse(data: dict, path: Path | None = None, root: Path | None = None) -> Con
         raise ConfigError(f"{name}: [train] window_days ({tr.window_days}) must exceed warmup_days ({tr.warmup_days})")
     if cfg.cube.chunk_days < 1:
         raise ConfigError(f"{name}: [cube] chunk_days must be >= 1")
+    if cfg.cube.format not in CUBE_FORMATS:
+        raise ConfigError(f"{name}: [cube] format must be one of {', '.join(CUBE_FORMATS)}, got {cfg.cube.format!r}")
+    if len(cfg.cube.chunks) != 3 or min(cfg.cube.chunks) < 1:
+        raise ConfigError(f"{name}: [cube] chunks must be three numbers >= 1 (days, y cells, x cells), "
+                          f"got {cfg.cube.chunks}")
     return cfg
 
 
@@ -423,7 +432,8 @@ class KeyDoc:
 SECTION_DOCS: dict[str, str] = {
     "grid": "The common grid every source is regridded onto: crs + bounds + resolution, or a template raster.",
     "sources": "One [[sources]] table per input product (its `kind` decides which other keys it takes).",
-    "cube": "The data cube: one daily CF-1.8 NetCDF file that ingest appends to (and the forecast store).",
+    "cube": "The data cube: daily CF-1.8 maps, one NetCDF file or a Zarr store that ingest appends to (and the "
+            "forecast store).",
     "basins": "The basins whose outlets are forecast.",
     "discharge": "Observed discharge of the gauged basins (training targets, evaluation).",
     "train": "Training periods, the forecast horizon, the network's size and the optimiser.",
@@ -447,6 +457,11 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
         "margin_cells": KeyDoc("Margin (in grid cells) kept around the region when clipping raw files."),
         "forecast_path": KeyDoc("The forecast store of the nwp_* sources (default: beside the cube, "
                                 "<cube stem>.forecasts.nc).", "work/cube.forecasts.nc"),
+        "format": KeyDoc("\"netcdf\" (one file, rewritten whole at each ingest: small regions), \"zarr\" (a Zarr v3 "
+                         "store that appends: large domains, long records) or \"auto\" (zarr for a path ending "
+                         "in .zarr).", "auto"),
+        "chunks": KeyDoc("Chunk shape (days, y cells, x cells) of the cube's dynamic variables, for the window "
+                         "reads of training.", [32, 256, 256]),
     },
     "basins": {
         "path": KeyDoc("GeoJSON polygons with an \"id\" property, or a CSV id,lon,lat of outlets.",

@@ -14,6 +14,12 @@ module stacks the B streams into tensors on the device. Batches are dicts::
     "reset"         (B,) bool        zero this stream's recurrent state before the chunk
     "rollout_days"  (T',) long       the issue days the rollout is trained from (every
                                      ``ROLLOUT_EVERY``-th day, random phase), with a rollout only
+
+``shard=True`` (torchrun): every process builds the whole chunk (the hold-out and stand-in draws
+come from one generator, stream after stream, so they are those of one process) and keeps its
+share of the streams (:func:`hydrocast.distributed.share`); B is then that share. A process
+whose share of a short batch (``memory_days = 0``: the epoch's last) is empty gets a copy of the
+first stream without targets, so that it still takes part in the step with zero weight.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import distributed
 from .windows import map_targets, observation_inputs, targets
 
 #: in training, the forecast rollout runs from every third issue day (random phase per chunk):
@@ -30,10 +37,11 @@ ROLLOUT_EVERY = 3
 
 class ChunkBatches:
     def __init__(self, inputs, q_norm: np.ndarray, map_var: str, chunks: list, chunk_days: int, last_target: int,
-                 seed: tuple, rollout: bool, stand_in: bool, device):
+                 seed: tuple, rollout: bool, stand_in: bool, device, shard: bool = False):
         self.inp, self.q_norm, self.map_var = inputs, q_norm, map_var
         self.chunks, self.T, self.last_target = list(chunks), chunk_days, last_target
         self.seed, self.rollout, self.stand_in, self.device = seed, rollout, stand_in, device
+        self.shard = shard
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -63,8 +71,20 @@ class ChunkBatches:
         for j, chunk in enumerate(self.chunks):
             rng = np.random.default_rng([*self.seed, j])
             items = [self.stream(s, burn, rng) for s, burn in zip(chunk.starts, chunk.burn)]
+            reset = chunk.reset
+            if self.shard:
+                items, reset = self.share(items, reset)
             batch = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
-            batch["reset"] = torch.tensor(chunk.reset, dtype=torch.bool)
+            batch["reset"] = torch.tensor(reset, dtype=torch.bool)
             if self.rollout:
                 batch["rollout_days"] = torch.arange(int(rng.integers(0, ROLLOUT_EVERY)), self.T, ROLLOUT_EVERY)
             yield {k: v.to(self.device) for k, v in batch.items()}
+
+    @staticmethod
+    def share(items: list[dict], reset: tuple) -> tuple[list[dict], tuple]:
+        """This process's streams of a chunk (a target-less stand-in when its share is empty)."""
+        rows = distributed.share(len(items))
+        if len(rows):
+            return items[rows.start:rows.stop], reset[rows.start:rows.stop]
+        blank = {k: np.full_like(v, np.nan) if k in ("q_target", "map_target") else v for k, v in items[0].items()}
+        return [blank], (True,)

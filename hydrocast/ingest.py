@@ -37,8 +37,9 @@ from typing import Callable
 
 import numpy as np
 
+from . import cube as cube_store
 from .config import FORECAST_KINDS, Config, SourceConfig
-from .cube import QUANTITY_ATTRS, CubeIndex, CubeWriter, read_index
+from .cube import QUANTITY_ATTRS, CubeIndex, read_index
 from .errors import BadInputError, MissingInputError
 from .grid import GridSpec
 from .inputfiles import Rejection, expand_paths
@@ -267,11 +268,12 @@ def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, b
         return cache[path]
 
     def keep_old(i: int, plan: DayPlan, bad: list[str]) -> str:
-        import netCDF4
-
         cube, index, text = plan.old
-        with netCDF4.Dataset(cube) as ds:
-            out[i] = np.ma.filled(ds.variables[source.name][index], np.nan)
+        reader = cube_store.open_reader(cube, writing=True)
+        try:
+            out[i] = reader.read(source.name, index, index + 1)[0]
+        finally:
+            reader.close()
         plan.replaces = False
         kept = text.split(" | rejected: ")[0].rsplit(" sig=", 1)[0]
         return kept + "".join(f" | rejected: {r}" for r in bad) + f" sig={plan.signature}"
@@ -396,6 +398,7 @@ def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
 
 def _ingest_cube(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
     result = IngestResult(cube=cube_path)
+    cube_store.prepare(cube_path, cfg.cube.format)  # a Zarr store: roll back what a killed ingest left
     old = read_index(cube_path) if cube_path.exists() else None
     if old is not None and not old.grid.same_as(grid):
         raise BadInputError(f"{cube_path}: was made on another grid ({old.grid.describe()}) than the config asks for "
@@ -456,13 +459,13 @@ def _ingest_cube(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
         st_attrs = dict(old.static) if old is not None else {}
     st_attrs = {k: {a: v for a, v in attrs.items() if a != "grid_mapping"} for k, attrs in st_attrs.items()}
 
-    total = sum(len(p) for p in plans.values()) + (len(old.days) * len(old.dynamic) if old is not None else 0)
-    if progress:
-        progress("start", total)
-    with CubeWriter(cube_path, grid, days, dyn_attrs, st_attrs, chunk_days=32) as writer:
-        if old is not None:
-            writer.copy_from(old, skip_static=static_layers is not None,
-                             progress=(lambda n: progress("advance", n)) if progress else None)
+    with cube_store.open_writer(cube_path, grid, days, dyn_attrs, st_attrs, old=old, fmt=cfg.cube.format,
+                                chunks=tuple(cfg.cube.chunks)) as writer:
+        total = sum(len(p) for p in plans.values()) + (len(old.days) * len(old.dynamic) if writer.copies_old else 0)
+        if progress:
+            progress("start", total)
+        writer.carry_over(skip_static=static_layers is not None,
+                          progress=(lambda n: progress("advance", n)) if progress else None)
         if static_layers is not None:
             for name, (arr, _) in static_layers.items():
                 writer.write_static(name, arr)

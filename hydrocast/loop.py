@@ -7,6 +7,15 @@ so that ``--resume`` continues from the last completed epoch. The best epoch's w
 :func:`fit` leaves in the network.
 
 What differs between models is a :class:`Task`: its batches, its loss and its validation.
+
+Under torchrun (:mod:`hydrocast.distributed`) the same loop runs in every process: the network
+is trained through ``DistributedDataParallel`` (its gradients averaged over the processes), the
+task's batches and losses are already this process's share, weighted; the epoch's loss is the
+mean over the processes of their weighted losses (the global batches' loss) and the basin-days
+their sum; the validation scores are gathered (the same vector on every process, so every
+process takes the same schedule and early-stopping decision; the wall-clock limit stops all
+when one reaches it), and only rank 0 writes the checkpoint (the others never read it during
+the run: they meet rank 0 again at the next step's gradient all-reduce).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
-from . import artefact, checkpoint
+from . import artefact, checkpoint, distributed
 from .forward import autocast
 
 
@@ -48,7 +57,9 @@ class Task(Protocol):
         """Basin-days with a discharge target in the batch (for the record)."""
 
     def validate(self, net) -> np.ndarray:
-        """Per-basin validation scores (NaN where a basin has none); higher is better."""
+        """Per-basin validation scores (NaN where a basin has none); higher is better. ``net`` is
+        the bare network (never the DDP wrapper); under torchrun the scores of all basins, the
+        same on every process."""
 
 
 @dataclass
@@ -77,7 +88,8 @@ def fit(net, task: Task, settings: LoopSettings, ckpt: Path, device, resume: boo
              "finished": False}
     best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
     resumed_from = 0
-    if resume and artefact.exists(ckpt):
+    found = resume and distributed.same_everywhere(artefact.exists(ckpt), f"{ckpt} (the checkpoint)")
+    if found:
         state, best_weights = checkpoint.load(ckpt, net, opt, sched, device)
         state.setdefault("basin_days", 0)
         state.setdefault("finished", False)
@@ -86,6 +98,7 @@ def fit(net, task: Task, settings: LoopSettings, ckpt: Path, device, resume: boo
     elif resume:
         log(f"{task.name}: no checkpoint to resume from; starting afresh")
     epoch = state["epoch"]
+    model = distributed.wrap(net, device)  # net itself in one process
     while not state["finished"] and epoch < settings.epochs:
         epoch += 1
         net.train()
@@ -93,18 +106,19 @@ def fit(net, task: Task, settings: LoopSettings, ckpt: Path, device, resume: boo
         if progress:
             progress("describe", f"{task.name} epoch {epoch}/{settings.epochs}")
             progress("start", len(batches) if hasattr(batches, "__len__") else None)
-        losses = []
+        losses, basin_days = [], 0
         for batch in batches:
             with autocast(device):
-                loss, reported = task.loss(net, batch)
+                loss, reported = task.loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
             opt.step()
             losses.append(float(reported.detach()))
-            state["basin_days"] += task.n_targets(batch)
+            basin_days += task.n_targets(batch)
             if progress:
                 progress("advance", 1)
+        state["basin_days"] += distributed.total(basin_days)
         scores = task.validate(net)
         med = median_score(scores)
         sched.step(med)
@@ -115,7 +129,7 @@ def fit(net, task: Task, settings: LoopSettings, ckpt: Path, device, resume: boo
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        mean_loss = float(np.mean(losses)) if losses else float("nan")
+        mean_loss = distributed.average(float(np.mean(losses)) if losses else float("nan"))
         state["history"].append({"epoch": epoch, "loss": mean_loss, "validation_nse_median": med,
                                  "lr": opt.param_groups[0]["lr"]})
         log(f"{task.name}: epoch {epoch:3d}  loss {mean_loss:.4f}  validation NSE median {med:.3f}"
@@ -123,12 +137,13 @@ def fit(net, task: Task, settings: LoopSettings, ckpt: Path, device, resume: boo
         if state["bad_epochs"] >= settings.patience:
             log(f"{task.name}: early stop: no improvement in {settings.patience} epochs")
             state["finished"] = True
-        elif settings.max_minutes and (time.monotonic() - t_start) / 60 >= settings.max_minutes:
+        elif distributed.any_rank(settings.max_minutes and (time.monotonic() - t_start) / 60 >= settings.max_minutes):
             log(f"{task.name}: stop: max_minutes {settings.max_minutes} reached")
             state["finished"] = True
         elif epoch >= settings.epochs:
             state["finished"] = True
-        checkpoint.save(ckpt, net, opt, sched, state, best_weights)
+        if distributed.is_main():
+            checkpoint.save(ckpt, net, opt, sched, state, best_weights)
     net.load_state_dict(best_weights)
     scores = task.validate(net)
     return FitResult(state, scores, resumed_from, time.monotonic() - t_start, state["history"])

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .cube import int_to_days
 from .errors import BadInputError
 
 LOG_STATICS = ("upstream_area",)
@@ -76,27 +75,21 @@ def precipitation_slot(spec: "InputSpec") -> int | None:
 
 
 class CubeReader:
-    """Random access to days of a cube, normalised per an :class:`InputSpec`."""
+    """Random access to days of a cube (either store, :func:`hydrocast.cube.open_reader`),
+    normalised per an :class:`InputSpec`."""
 
     def __init__(self, path: Path):
-        import netCDF4
+        from . import cube
 
         self.path = Path(path)
-        try:
-            self.ds = netCDF4.Dataset(self.path)
-            self.ds.set_auto_mask(False)
-            self.days = int_to_days(self.ds.variables["time"][:])
-        except (OSError, KeyError) as exc:
-            raise BadInputError(f"{self.path}: cannot read the cube ({exc}); run `hydrocast ingest`") from None
-        import json
-
-        self.dynamic_names = json.loads(self.ds.getncattr("hydrocast_dynamic"))
-        self.static_names = json.loads(self.ds.getncattr("hydrocast_static"))
-        self.shape = (self.ds.dimensions["y"].size, self.ds.dimensions["x"].size)
+        self.store = cube.open_reader(self.path)
+        self.days = self.store.days
+        self.dynamic_names = self.store.dynamic_names
+        self.static_names = self.store.static_names
+        self.shape = self.store.shape
 
     def close(self) -> None:
-        if self.ds is not None and self.ds.isopen():
-            self.ds.close()
+        self.store.close()
 
     def __enter__(self):
         return self
@@ -106,8 +99,7 @@ class CubeReader:
         return False
 
     def attrs(self, name: str) -> dict:
-        v = self.ds.variables[name]
-        return {k: v.getncattr(k) for k in v.ncattrs()}
+        return self.store.attrs(name)
 
     def index(self, day) -> int:
         d = np.datetime64(day, "D")
@@ -117,10 +109,10 @@ class CubeReader:
         return i
 
     def raw(self, name: str, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self.ds.variables[name][start:stop], dtype="float32")
+        return self.store.read(name, start, stop)
 
     def static_raw(self, name: str) -> np.ndarray:
-        return np.asarray(self.ds.variables[name][:], dtype="float32")
+        return self.store.read_static(name)
 
     # -- normalisation --------------------------------------------------------------------------
     def compute_stats(self, dynamic: list[str], static: list[str], period: tuple) -> InputSpec:

@@ -77,11 +77,10 @@ def state_path(cube_path: Path, model_id: str) -> Path:
 
 # -- what the state consumed ----------------------------------------------------------------------
 def _sources(reader, name: str, start: int, stop: int) -> list[str]:
-    var = reader.ds.variables.get(f"{name}_source")
-    if var is None:
+    if not reader.store.has(f"{name}_source"):
         raise BadInputError(f"{reader.path}: has no variable {name}_source (the provenance of {name}); "
                             "rebuild it with `hydrocast ingest`")
-    return [str(s) for s in np.asarray(var[start:stop], dtype=object)]
+    return reader.store.strings(f"{name}_source", start, stop)
 
 
 def day_digests(reader, names: list[str], start: int, stop: int) -> np.ndarray:

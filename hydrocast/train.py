@@ -26,6 +26,13 @@ Design (what makes it fit a 2-core CPU; see README "Training"):
   ``.<model_dir>.checkpoint-<task>`` beside the model (:mod:`hydrocast.checkpoint`); ``--resume``
   continues from the last completed epoch (a finished ConvLSTM is not retrained). The final
   artefact replaces ``model_dir`` atomically (:mod:`hydrocast.artefact`).
+* **Multi-process** (``torchrun --nproc-per-node N -m hydrocast train``; :mod:`hydrocast.distributed`).
+  Each process trains on its share of every batch's streams (a stream's state stays in one
+  process) through ``DistributedDataParallel``; each loss term is weighted by the process's share
+  of the batch's valid targets, so the averaged gradient is that of the global batch's loss. The
+  validation basins are shared out and their scores gathered. Rank 0 alone takes the model lock,
+  logs, writes the checkpoints, calibrates the distribution, fits the thresholds and writes the
+  artefact; the others wait for it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import distributed
 from .config import Config
 from .errors import ConfigError, GridMismatchError, MissingInputError
 from .forward import ModelInputs
@@ -129,7 +137,11 @@ class Trainer:
         if not cube_grid.same_as(self.grid):
             raise GridMismatchError(f"{reader.path}: the cube's grid ({cube_grid.describe()}) is not the config's "
                                     f"({self.grid.describe()}); rerun `hydrocast ingest`")
-        self.device = resolve_device(device if device != "auto" else tr.device)
+        self.device = distributed.rank_device(resolve_device(device if device != "auto" else tr.device))
+        if distributed.world_size() > tr.batch_size:
+            raise ConfigError(f"{cfg.where('train', 'batch_size')}: {tr.batch_size} streams cannot be shared out "
+                              f"among {distributed.world_size()} torchrun processes; use batch_size >= the number "
+                              "of processes")
         torch.manual_seed(self.seed)
         np.random.seed(self.seed % (2**32))
         if deterministic:
@@ -213,7 +225,7 @@ class Trainer:
                                    tr.lead_days, len(self.reader.days), tr.batch_size)
         return ChunkBatches(self.inputs, self.q_norm, self.map_var, chunks, tr.window_days, self.periods.t1,
                             seed=(self.seed, offset + epoch), rollout=self.forecast_name is not None,
-                            stand_in=tr.forecast_stand_in, device=self.device)
+                            stand_in=tr.forecast_stand_in, device=self.device, shard=distributed.is_distributed())
 
     def run(self, net, a: int, b: int):
         """The one forward path over issue days a..b (see :mod:`hydrocast.forward`)."""
@@ -224,17 +236,39 @@ class Trainer:
     def validation_nse(self, net) -> np.ndarray:
         """Per basin, the NSE on the validation period averaged over the lead days 1..L (every
         target day inside the period): model choice (early stopping, learning-rate schedule)
-        serves every lead, not only the first, which persistence already makes easy."""
+        serves every lead, not only the first, which persistence already makes easy.
+
+        Under torchrun each process reads out its share of the basins (the core still runs over
+        the whole grid: it sees every gauge's observation maps, as in one process) and the scores
+        are gathered: every process gets the same vector."""
+        if distributed.is_distributed():
+            rows = distributed.share(len(self.basins))
+            local = self._validation_nse(net, rows) if len(rows) else np.zeros(0)
+            return distributed.gather_rows(local, len(self.basins))
+        return self._validation_nse(net)
+
+    def _validation_nse(self, net, rows: range | None = None) -> np.ndarray:
+        """:meth:`validation_nse` of the basins ``rows`` (default: all)."""
+        import dataclasses
+
+        from .forward import run_period
         from .metrics import nse
 
         v0, v1 = self.periods.v0, self.periods.v1
-        sim = self.run(net, v0, v1 - 1).q  # issue days whose lead-1 target is in the period
+        if rows is None:
+            sim = self.run(net, v0, v1 - 1).q  # issue days whose lead-1 target is in the period
+            rows = range(len(self.basins))
+        else:
+            sel = np.arange(rows.start, rows.stop)
+            inp = dataclasses.replace(self.inputs, basins=self.inputs.basins[sel], area_km2=self.area_km2[sel],
+                                      obs_index=None if self.inputs.obs_index is None else self.inputs.obs_index[sel])
+            sim = run_period(net, inp, v0, v1 - 1, self.spin, self.device).q
         n_days, lead = sim.shape[0], sim.shape[-1]
-        out = np.full((lead, len(self.basins)), np.nan)
+        out = np.full((lead, len(rows)), np.nan)
         for l in range(lead):  # noqa: E741 - the lead index
             k = n_days - l  # issue days v0 .. v1-1-l: targets v0+l+1 .. v1
             if k > 1:
-                out[l] = [nse(sim[:k, n, l], self.q[v0 + l + 1:v0 + l + 1 + k, n]) for n in range(len(self.basins))]
+                out[l] = [nse(sim[:k, j, l], self.q[v0 + l + 1:v0 + l + 1 + k, n]) for j, n in enumerate(rows)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a basin with no validation day: NaN
             return np.nanmean(out, axis=0)
@@ -362,6 +396,18 @@ class Trainer:
                   ckpt["lumped"], self.device, resume=resume, progress=progress, log=self.log)
         result.lumped_validation_nse_median = median_score(lum.scores)
         self.log(f"lumped LSTM baseline: validation NSE median {result.lumped_validation_nse_median:.3f}")
+        if distributed.is_main():
+            result.model_id = self.finish(model_dir, net, lumped, result, conv, lum, t_start)
+            for c in ckpt.values():
+                artefact.remove(c)
+        else:
+            result.seconds = time.monotonic() - t_start
+        distributed.barrier()  # the other processes wait for rank 0's artefact
+        return result
+
+    def finish(self, model_dir: Path, net, lumped, result: TrainResult, conv, lum, t_start: float) -> str:
+        """After training (rank 0 alone under torchrun): the forecast distribution's calibration,
+        the flood thresholds and the artefact; returns the model id."""
         self.spread_scale = {}
         if self.cfg.train.probabilistic:
             for name, model in (("convlstm", net), ("lumped", lumped)):
@@ -381,10 +427,7 @@ class Trainer:
         for b, note in self.threshold_notes.items():
             self.log(f"{b}: flood thresholds: {note}")
         result.seconds = time.monotonic() - t_start
-        result.model_id = self.save(model_dir, net, lumped, result, conv, lum)
-        for c in ckpt.values():
-            artefact.remove(c)
-        return result
+        return self.save(model_dir, net, lumped, result, conv, lum)
 
     # -- the artefact ----------------------------------------------------------------------------
     def save(self, model_dir: Path, net, lumped, result: TrainResult, conv, lum) -> str:
@@ -447,6 +490,8 @@ class Trainer:
                          "cube": str(self.reader.path),
                          "cube_days": [str(self.reader.days[0]), str(self.reader.days[-1])]},
         }
+        if distributed.is_distributed():
+            meta["training"]["processes"] = distributed.world_size()  # torchrun; absent: one process
         return artefact.save(model_dir, tensors, jsonable(meta))
 
 
@@ -483,7 +528,14 @@ class ConvLSTMTask:
     """The ConvLSTM: NSE* on discharge + ``MAP_LOSS_WEIGHT`` × masked MSE of the next days' map.
 
     Stateful: the core's state after a chunk is carried (detached) into the stream's next chunk,
-    zeroed where the chunk says ``reset`` (:func:`hydrocast.windows.stream_chunks`)."""
+    zeroed where the chunk says ``reset`` (:func:`hydrocast.windows.stream_chunks`).
+
+    Under torchrun ``batch`` holds this process's streams and each term (NSE*, map MSE, pinball)
+    is its mean over the process's valid targets times ``N n_local / n_global``
+    (:func:`hydrocast.distributed.loss_weights`). What agrees with one process on the same global
+    batch: the loss value (the mean over the processes of the returned terms is the global
+    batch's), its gradient (DDP's average of the N gradients) and so the clipped step, up to the
+    order of the float32 sums (tests/test_distributed.py)."""
 
     name = "convlstm"
     EPOCH_OFFSET = 0
@@ -517,7 +569,11 @@ class ConvLSTMTask:
         valid = ~torch.isnan(m_t)
         err = torch.where(valid, maps - torch.nan_to_num(m_t), torch.zeros_like(maps))
         lm = err.square().sum() / valid.sum().clamp_min(1)
-        return lq + MAP_LOSS_WEIGHT * lm + self.distribution_loss(out, q_t), lq
+        ld = self.distribution_loss(out, q_t)
+        share = distributed.loss_weights((~torch.isnan(q_t)).sum(), valid.sum())  # None in one process
+        if share is not None:
+            lq, lm, ld = lq * share[0], lm * share[1], ld * share[0]
+        return lq + MAP_LOSS_WEIGHT * lm + ld, lq
 
     def distribution_loss(self, out, q_t):
         """``QUANTILE_LOSS_WEIGHT`` × the pinball loss of the forecast distribution (0 without)."""
@@ -550,6 +606,8 @@ class LumpedTask(ConvLSTMTask):
         return (h * k, c * k)
 
     def loss(self, net, batch):
+        import torch
+
         from .model import nse_star_loss
 
         streams = self.t.streams(batch)
@@ -557,7 +615,11 @@ class LumpedTask(ConvLSTMTask):
         out = net(streams, self.carried(batch))
         self.state = tuple(x.detach() for x in out["state"])
         loss = nse_star_loss(out["q"], batch["q_target"], self.t.basin_std_t)
-        return loss + self.distribution_loss(out, batch["q_target"]), loss
+        ld = self.distribution_loss(out, batch["q_target"])
+        share = distributed.loss_weights((~torch.isnan(batch["q_target"])).sum())  # None in one process
+        if share is not None:
+            loss, ld = loss * share[0], ld * share[0]
+        return loss + ld, loss
 
 def _polygon_lonlat(poly, grid):
     if poly is None:
@@ -574,22 +636,39 @@ def train(cfg: Config, device: str = "auto", seed: int | None = None, determinis
           resume: bool = False, epochs: int | None = None, progress: Callable | None = None,
           log: Callable[[str], None] = lambda s: None, basin_ids: list[str] | None = None) -> TrainResult:
     """Run ``hydrocast train`` for ``cfg``; returns the summary. ``basin_ids``: train on just these
-    of the config's basins (a cross-validation fold)."""
+    of the config's basins (a cross-validation fold). Under torchrun (``WORLD_SIZE`` > 1) every
+    process runs this; rank 0's result carries the model id (see :mod:`hydrocast.distributed`)."""
+    model_dir = cfg.resolve(cfg.train.model_dir)
+    if not distributed.launched():
+        return _train(cfg, model_dir, device, seed, deterministic, resume, epochs, progress, log, basin_ids)
+    # torchrun: one process group for the run; rank 0 alone logs, shows progress and holds the lock
+    with distributed.session(resolve_device(device if device != "auto" else cfg.train.device)):
+        main = distributed.is_main()
+        return _train(cfg, model_dir, device, seed, deterministic, resume, epochs, progress if main else None,
+                      log if main else (lambda s: None), basin_ids)
+
+
+def _train(cfg: Config, model_dir: Path, device, seed, deterministic, resume, epochs, progress, log,
+           basin_ids) -> TrainResult:
     from filelock import FileLock, Timeout
 
     from .errors import BusyError
 
-    model_dir = cfg.resolve(cfg.train.model_dir)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(model_dir.parent / f".{model_dir.name}.lock"), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise BusyError(f"{model_dir}: another hydrocast train is writing this model; try later") from None
+    held = True
+    if distributed.is_main():
+        model_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire()
+        except Timeout:
+            held = False
+    if not distributed.main_says(held):
+        raise BusyError(f"{model_dir}: another hydrocast train is writing this model; try later")
     try:
         trainer = Trainer(cfg, device=device, seed=seed, deterministic=deterministic, log=log, basin_ids=basin_ids)
         try:
-            log(f"training on {trainer.device}: {len(trainer.basins)} basins, inputs "
+            procs = f" x {distributed.world_size()} torchrun processes" if distributed.is_distributed() else ""
+            log(f"training on {trainer.device}{procs}: {len(trainer.basins)} basins, inputs "
                 f"{', '.join(trainer.spec.dynamic)} + {len(trainer.spec.static)} static layers, "
                 f"grid {trainer.grid.describe()}")
             return trainer.fit(model_dir, epochs=epochs, resume=resume, progress=progress)
@@ -599,4 +678,5 @@ def train(cfg: Config, device: str = "auto", seed: int | None = None, determinis
             # opened crashes it
             trainer.close()
     finally:
-        lock.release()
+        if lock.is_locked:
+            lock.release()
