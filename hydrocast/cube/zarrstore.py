@@ -55,6 +55,10 @@ MANIFEST = "manifest.json"
 META = "zarr.json"
 #: days copied at a time when a whole store is rewritten (memory stays flat)
 COPY_DAYS = 64
+#: time chunk of the 1-D arrays along time (``time``, ``time_bnds``, ``<name>_source``): long, so
+#: that reading the provenance of a long record (every ingest's plan does) is a few chunk reads,
+#: while an append still rewrites at most one such chunk (≈ 200 kB of provenance strings)
+AXIS_CHUNK_DAYS = 2048
 
 
 def is_store(path: Path) -> bool:
@@ -307,13 +311,13 @@ def _create(root: Path, grid: GridSpec, days: np.ndarray, dynamic: dict, static:
         "x": ("x", np.asarray(grid.x, "float64"), {**xa, "coverage_content_type": "coordinate"})})
     ds["time_bnds"] = (("time", "nv"), np.stack([first, first + 1], axis=1).astype("int32"))
     ds["crs"] = ((), np.int32(0), common.grid_mapping_attrs(grid))
-    encoding = {"time": {"chunks": (ct,)}, "time_bnds": {"chunks": (ct, 2)}}
+    encoding = {"time": {"chunks": (AXIS_CHUNK_DAYS,)}, "time_bnds": {"chunks": (AXIS_CHUNK_DAYS, 2)}}
     for name, a in dynamic.items():
         ds[name] = (("time", "y", "x"), np.full((1, grid.height, grid.width), np.nan, "float32"),
                     common.dynamic_attrs(a))
         ds[f"{name}_source"] = (("time",), np.array([""], dtype=object), common.provenance_attrs(name))
         encoding[name] = {"chunks": (ct, cy, cx), "_FillValue": np.float32(np.nan)}
-        encoding[f"{name}_source"] = {"chunks": (ct,)}
+        encoding[f"{name}_source"] = {"chunks": (AXIS_CHUNK_DAYS,)}
     for name, a in static.items():
         ds[name] = (("y", "x"), np.full((grid.height, grid.width), np.nan, "float32"), common.static_attrs(a))
         encoding[name] = {"chunks": (cy, cx), "_FillValue": np.float32(np.nan)}
@@ -402,13 +406,13 @@ class ZarrCubeWriter:
         for name, _ in g.arrays():
             self.journal.protect(f"{name}/{META}")
 
-    def _protect_days(self, name: str, start: int, stop: int) -> None:
-        """Journal the time chunks of ``name`` holding days ``start <= i < stop``."""
+    def _protect_days(self, arr, start: int, stop: int) -> None:
+        """Journal the time chunks of the array ``arr`` holding days ``start <= i < stop``."""
         if self.journal is None or stop <= start:
             return
-        ct = self.chunks[0]
+        ct = arr.chunks[0]
         for k in range(start // ct, (stop - 1) // ct + 1):
-            self.journal.protect(f"{name}/c/{k}")
+            self.journal.protect(f"{arr.basename}/c/{k}")
 
     def _extend(self) -> None:
         """In place: the new days (missing until written), the new variables, before any day."""
@@ -417,7 +421,7 @@ class ZarrCubeWriter:
         n_old, n_new = len(self.old.days), len(self.days)
         if n_new > n_old:
             for arr in _time_arrays(g):
-                self._protect_days(arr.basename, n_old, n_new)
+                self._protect_days(arr, n_old, n_new)
             _resize(g, n_new)
             ti = days_to_int(self.days[n_old:])
             g["time"][n_old:] = ti
@@ -434,7 +438,7 @@ class ZarrCubeWriter:
             g.create_array(name, shape=(n_new, self.grid.height, self.grid.width), chunks=(ct, cy, cx),
                            dtype="float32", fill_value=np.float32(np.nan), dimension_names=("time", "y", "x"),
                            attributes=_attrs_json(common.dynamic_attrs(attrs)))
-            g.create_array(f"{name}_source", shape=(n_new,), chunks=(ct,), dtype=str, fill_value="",
+            g.create_array(f"{name}_source", shape=(n_new,), chunks=(AXIS_CHUNK_DAYS,), dtype=str, fill_value="",
                            dimension_names=("time",), attributes=common.provenance_attrs(name))
 
     # -- writing -------------------------------------------------------------------------------
@@ -455,8 +459,8 @@ class ZarrCubeWriter:
             while stop < len(idx) and idx[stop] == idx[stop - 1] + 1:
                 stop += 1
             a, b = int(idx[start]), int(idx[stop - 1]) + 1
-            self._protect_days(name, a, b)
-            self._protect_days(f"{name}_source", a, b)
+            self._protect_days(var, a, b)
+            self._protect_days(src, a, b)
             var[a:b] = data[start:stop]
             src[a:b] = np.array(prov[start:stop], dtype=object)
             start = stop
