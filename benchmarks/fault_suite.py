@@ -325,7 +325,10 @@ def visible_partial(folder: Path) -> list[str]:
         elif p.suffix == ".csv":
             try:
                 rows = list(csv.reader(p.open(newline="")))
-                if len(rows) < 2 or len({len(r) for r in rows}) != 1:
+                # a header alone is a complete table (e.g. warnings.csv without any threshold);
+                # a cut file lacks its final newline or has a short last row
+                if not rows or not p.read_bytes().endswith(b"\n") or len({len(r) for r in rows}) != 1 \
+                        or not rows[0] or not all(rows[0]):
                     bad.append(f"{p.name}: incomplete CSV")
             except (OSError, csv.Error, UnicodeDecodeError) as exc:
                 bad.append(f"{p.name}: {exc}")

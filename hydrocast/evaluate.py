@@ -219,6 +219,10 @@ PROB_SCORES = ("crps", "crpss_climatology", "crpss_persistence", "coverage_50", 
                "pit_mad")
 
 
+#: the columns of ``warnings.csv`` / ``ensemble_warnings.csv``
+WARNING_COLUMNS = ["model", "basin", "lead_days", "threshold", "threshold_m3s", "source", "brier", "n_events", "hits",
+                   "misses", "false_alarms", "hit_rate", "false_alarm_ratio", "n"]
+
 def probabilistic_scores(levels, quantiles: dict, obs_bt: np.ndarray, q_obs: np.ndarray, days: np.ndarray,
                          a: int, b: int, ok: np.ndarray, train_period, basin_ids: list, thresholds: dict) -> dict:
     """The probabilistic tables of the module docstring. ``quantiles``: system name (e.g.
@@ -283,15 +287,16 @@ def probabilistic_scores(levels, quantiles: dict, obs_bt: np.ndarray, q_obs: np.
                     warn_rows.append({"model": name, "basin": bid, "lead_days": l + 1, "threshold": t.name,
                                       "threshold_m3s": t.discharge_m3s, "source": t.source,
                                       "brier": brier_quantiles(o, qq[n, :, l], levels, t.discharge_m3s),
-                                      **{k: ct[k] for k in ("n_events", "hits", "misses", "false_alarms",
-                                                            "hit_rate", "false_alarm_ratio", "n")}})
+                                      **{k: ct[k] for k in WARNING_COLUMNS[7:]}})
     scores = pd.DataFrame(rows)
     med = scores.groupby(["model", "lead_days"], sort=False)[list(PROB_SCORES)].median().reset_index()
     med.insert(1, "basin", "median")
     scores = pd.concat([scores, med], ignore_index=True)
     medians = {m: {int(r["lead_days"]): {k: _f(r[k]) for k in PROB_SCORES}
                    for _, r in med[med["model"] == m].iterrows()} for m in systems}
-    return {"scores": scores, "warnings": pd.DataFrame(warn_rows), "medians": medians}
+    # no threshold anywhere (e.g. too short a record): the header alone, never an empty file
+    warnings_frame = pd.DataFrame(warn_rows, columns=WARNING_COLUMNS)
+    return {"scores": scores, "warnings": warnings_frame, "medians": medians}
 
 
 def paired(table, score: str, lead: int, higher_better: bool = True) -> dict:

@@ -165,3 +165,30 @@ def test_a_model_without_the_distribution_gives_none():
     net = HydroConvLSTM({"n_dynamic": 2, "n_static": 1, "hidden": 4, "lead_days": 3, "observed": 1})
     assert "q_quantiles" not in net(_streams())
     assert "spread_scale" not in net.state_dict()
+
+
+def test_warnings_table_without_thresholds_keeps_its_header():
+    """No basin has a threshold (a short record): warnings.csv is the header alone, the same
+    columns as with thresholds, never an empty file."""
+    import io
+
+    import pandas as pd
+
+    from hydrocast.evaluate import probabilistic_scores
+    from hydrocast.thresholds import Threshold
+
+    rng = np.random.default_rng(3)
+    days = np.arange("2019-01-01", "2019-04-11", dtype="datetime64[D]")  # 100 days
+    q_obs = rng.gamma(2.0, 5.0, size=(len(days), 1))
+    levels = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+    a, b = 60, 89  # 30 issue days, lead 1
+    obs_bt = q_obs[a + 1:b + 2, 0][None, :, None]
+    qq = np.sort(rng.gamma(2.0, 5.0, size=(1, 30, 1, 5)), axis=-1)
+    ok = np.ones(30, bool)
+    args = (levels, {"convlstm": qq}, obs_bt, q_obs, days, a, b, ok, ("2019-01-01", "2019-02-28"), ["B1"])
+    empty = probabilistic_scores(*args, {})["warnings"]
+    text = empty.to_csv(index=False)
+    assert text.splitlines() == [",".join(empty.columns)] and "brier" in empty.columns
+    one = probabilistic_scores(*args, {"B1": [Threshold("B1", "q2", 12.0, 2.0)]})["warnings"]
+    assert list(one.columns) == list(empty.columns) and len(one) == 3  # convlstm + the two reference ensembles
+    assert list(pd.read_csv(io.StringIO(text)).columns) == list(empty.columns)

@@ -392,6 +392,30 @@ def test_predict_and_evaluate_with_ensemble_members(work, cube, tmp_path):
         assert np.isnan(q_ens.sel(forecast_reference_time="2020-06-21").values).all()
 
 
+def test_a_zarr_cube_gives_the_same_forecast(work, trained, tmp_path):
+    """The whole sample ingested into the Zarr store instead of the NetCDF file: the same model
+    predicts exactly the same hydrograph and distribution from it (readers, state and inputs
+    status go through the one store interface)."""
+    zcfg = project_config(tmp_path, tmp_path / "cube.zarr", work / "model")
+    res = invoke("ingest", "--config", str(zcfg), "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["days_added"] == 2192 and (tmp_path / "cube.zarr" / "zarr.json").is_file()
+    got = {}
+    for name, cfg in (("netcdf", work / "hydrocast.toml"), ("zarr", zcfg)):
+        out = tmp_path / f"fc-{name}"
+        res = invoke("predict", "--config", str(cfg), "--basin", "PT01", "--issue-date", "2020-03-15", "--out",
+                     str(out), "--json", "--quiet")
+        assert res.exit_code == 0, res.output
+        got[name] = json.loads(res.stdout)["basins"][0]
+    np.testing.assert_allclose(got["zarr"]["discharge_m3s"], got["netcdf"]["discharge_m3s"], rtol=1e-6)
+    assert got["zarr"]["quantiles_m3s"].keys() == got["netcdf"]["quantiles_m3s"].keys()
+    for level, values in got["netcdf"]["quantiles_m3s"].items():
+        np.testing.assert_allclose(got["zarr"]["quantiles_m3s"][level], values, rtol=1e-6, err_msg=level)
+    with xr.open_zarr(tmp_path / "cube.zarr") as z, xr.open_dataset(work / "cube.nc") as n:
+        np.testing.assert_array_equal(z["precipitation"].isel(time=slice(-40, None)).values,
+                                      n["precipitation"].isel(time=slice(-40, None)).values)
+
+
 def test_predict_ungauged_basin(work, trained, tmp_path):
     out = tmp_path / "fc"
     res = invoke("predict", "--config", str(work / "hydrocast.toml"), "--basins",
