@@ -388,7 +388,11 @@ def part1(args, tmp: Path, summary: list) -> None:
 # ---------------------------------------------------------------------------------------------
 # Part 2: peak memory on a global granule
 # ---------------------------------------------------------------------------------------------
-def write_global_day(folder: Path, day: str, halfhours: int) -> list[Path]:
+def write_globe_granules(folder: Path, days: list[str], slots) -> list[Path]:
+    """Full-globe 0.1 deg half-hourly IMERG granules of ``days`` at half-hour ``slots`` (0..47): the
+    first written by :func:`tools.sampledata.write_imerg_hhr`, the others byte copies of it with
+    their ``FileHeader`` times, ``time`` and ``time_bnds`` patched (hydrocast checks them against the
+    name). Every granule holds the same field (reading costs do not depend on the values)."""
     import h5py
 
     from tools import sampledata as sd
@@ -399,26 +403,34 @@ def write_global_day(folder: Path, day: str, halfhours: int) -> list[Path]:
     rate = rng.gamma(0.3, 1.0, (1800, 3600)).astype("float32")  # mm/hr, mostly light
     rate[rate < 0.5] = 0.0
     rate[np.abs(lat) > 85] = np.nan  # -> _FillValue -9999.9 near the poles
-    first = sd.write_imerg_hhr(folder / sd.imerg_hhr_name(day, 0), day, 0, rate, lon, lat)
+    slots = sorted(set(int(k) for k in slots))
+    first = sd.write_imerg_hhr(folder / sd.imerg_hhr_name(days[0], slots[0]), days[0], slots[0], rate, lon, lat)
     del rate
-    paths = [first]
-    t0 = int((np.datetime64(day, "s") - np.datetime64("1980-01-06", "s")).astype("int64"))
     with h5py.File(first, "r") as f:
         header0 = f.attrs["FileHeader"].decode()
-    for k in range(1, halfhours):
-        p = folder / sd.imerg_hhr_name(day, k)
-        shutil.copyfile(first, p)
-        start = np.datetime64(day, "s") + np.timedelta64(1800 * k, "s")
-        stop = start + np.timedelta64(1799, "s")
-        header = re.sub(r"FileName=[^;]*;", f"FileName={p.name};", header0)
-        header = re.sub(r"StartGranuleDateTime=[^;]*;", f"StartGranuleDateTime={start}.000Z;", header)
-        header = re.sub(r"StopGranuleDateTime=[^;]*;", f"StopGranuleDateTime={stop}.999Z;", header)
-        with h5py.File(p, "r+") as f:
-            f.attrs["FileHeader"] = np.bytes_(header.encode("ascii"))
-            f["Grid/time"][0] = t0 + 1800 * k
-            f["Grid/time_bnds"][0] = [t0 + 1800 * k, t0 + 1800 * (k + 1)]
-        paths.append(p)
+    paths = [first]
+    for day in days:
+        t0 = int((np.datetime64(day, "s") - np.datetime64("1980-01-06", "s")).astype("int64"))
+        for k in slots:
+            p = folder / sd.imerg_hhr_name(day, k)
+            if p == first:
+                continue
+            shutil.copyfile(first, p)
+            start = np.datetime64(day, "s") + np.timedelta64(1800 * k, "s")
+            stop = start + np.timedelta64(1799, "s")
+            header = re.sub(r"FileName=[^;]*;", f"FileName={p.name};", header0)
+            header = re.sub(r"StartGranuleDateTime=[^;]*;", f"StartGranuleDateTime={start}.000Z;", header)
+            header = re.sub(r"StopGranuleDateTime=[^;]*;", f"StopGranuleDateTime={stop}.999Z;", header)
+            with h5py.File(p, "r+") as f:
+                f.attrs["FileHeader"] = np.bytes_(header.encode("ascii"))
+                f["Grid/time"][0] = t0 + 1800 * k
+                f["Grid/time_bnds"][0] = [t0 + 1800 * k, t0 + 1800 * (k + 1)]
+            paths.append(p)
     return paths
+
+
+def write_global_day(folder: Path, day: str, halfhours: int) -> list[Path]:
+    return write_globe_granules(folder, [day], range(halfhours))
 
 
 # A fresh, tiny launcher spawns the measured command and reports that child's rusage. Spawning it
@@ -431,13 +443,14 @@ LAUNCHER = ("import os, sys, time; t = time.perf_counter(); "
 
 
 def child_peak(code: list[str]) -> tuple[float, float, int, str]:
-    """(peak RSS in MB of that child only, wall s, exit code, output tail)."""
+    """(peak RSS in MB (10^6 bytes) of that child only, wall s, exit code, output tail: its stderr,
+    then its stdout, so that the child's last printed line comes last)."""
     p = subprocess.run([sys.executable, "-c", LAUNCHER] + code, capture_output=True, text=True, check=False)
     lines = p.stdout.strip().splitlines()
     last = lines[-1].split() if lines else []
     if len(last) != 4 or last[0] != "RUSAGE":
         return float("nan"), float("nan"), p.returncode, (p.stdout + p.stderr).strip()[-400:]
-    out = "\n".join(lines[:-1]) + p.stderr
+    out = p.stderr.strip() + "\n" + "\n".join(lines[:-1])
     return int(last[1]) * 1024 / MB, float(last[3]), int(last[2]), out.strip()[-400:]
 
 

@@ -32,8 +32,16 @@ def load_config(config: str | Path | Config) -> Config:
     return config if isinstance(config, Config) else config_mod.load(config)
 
 
-def ingest(config, strict: bool = False, log=lambda s: None):
-    """Regrid new input days into the cube (``hydrocast ingest``); returns an IngestResult."""
+def ingest(config, strict: bool = False, log=lambda s: None, workers: int = 1, scheduler: str | None = None,
+           client=None):
+    """Regrid new input days into the cube (``hydrocast ingest``); returns an IngestResult.
+    ``workers`` > 1, ``scheduler`` (an address) or ``client`` (a ``distributed.Client``): the
+    reading and regridding run as tiles on a dask cluster (:mod:`hydrocast.ingest_dask`)."""
+    if workers > 1 or scheduler or client is not None:
+        from .ingest_dask import ingest as run_on_cluster
+
+        return run_on_cluster(load_config(config), workers=workers, scheduler=scheduler, client=client,
+                              strict=strict, log=log)
     from .ingest import ingest as run
 
     return run(load_config(config), strict=strict, log=log)

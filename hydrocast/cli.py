@@ -280,19 +280,52 @@ def init(
     f"hydrocast ingest --config {CFG}",
     f"hydrocast ingest -c {CFG} --strict --quiet --json >> ingest.jsonl",
     f"hydrocast ingest -c {CFG} --cube work/sample/other-cube.nc",
+    f"hydrocast ingest -c {CFG} --workers 4          # tiles read on a local cluster of 4 processes",
+    f"hydrocast ingest -c {CFG} --scheduler tcp://10.0.0.5:8786   # on a running dask cluster",
 ))
 def ingest(
     config: Path = ConfigOpt,
     cube: Path | None = typer.Option(None, "--cube", metavar="PATH", help="Write this cube instead of [cube] path."),
     strict: bool = typer.Option(False, "--strict",
                                 help="Reject the whole run (write nothing) if any input file is bad."),
+    workers: int = typer.Option(1, "--workers", min=1, metavar="N",
+                                help="Read and regrid the new days as tiles ([cube] tile_cells) on a local dask "
+                                     "cluster of N processes (one thread each); 1: in this process, as without "
+                                     "the option."),
+    scheduler: str | None = typer.Option(None, "--scheduler", metavar="ADDRESS",
+                                         help="Run the tiles on the dask cluster whose scheduler is at ADDRESS "
+                                              "(e.g. tcp://10.0.0.5:8786; its workers need this hydrocast)."),
+    worker_memory: str = typer.Option("2GiB", "--worker-memory", metavar="SIZE",
+                                      help="Memory limit of each --workers process (dask pauses a worker at 80 %, "
+                                           "restarts it at 95 %)."),
     quiet: bool = QuietOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Regrid IMERG precipitation, ESA CCI soil moisture and a DEM onto the grid, into the data cube.
 
     Reruns append only new days (or days a better IMERG run replaces); a rerun with nothing new
-    changes nothing. Bad files are listed and skipped (exit 65), or abort with --strict."""
+    changes nothing. Bad files are listed and skipped (exit 65), or abort with --strict. With
+    --workers N (N > 1) or --scheduler, the reading and regridding run as tasks (source x
+    chunk_days days x spatial tile) on dask workers; this process plans, writes and commits, and
+    the cube is the same."""
+    if workers > 1 and scheduler:
+        raise typer.BadParameter("give --workers N or --scheduler ADDRESS, not both", param_hint="--workers")
+    if workers > 1 or scheduler:
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(worker_memory)
+        except (ValueError, TypeError):
+            raise typer.BadParameter(f"not a size: {worker_memory!r} (e.g. 2GiB, 4GB)",
+                                     param_hint="--worker-memory") from None
+    if scheduler:
+        from distributed.comm import parse_address
+
+        try:
+            parse_address(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+        except ValueError as exc:
+            raise typer.BadParameter(f"not a scheduler address: {scheduler!r} ({exc})",
+                                     param_hint="--scheduler") from None
     with command_run("ingest", quiet, json_out) as run:
         from . import config as config_mod
 
@@ -303,7 +336,13 @@ def ingest(
             cfg.cube.path = cube.resolve()
         con = run.con
         with con.progress("ingest") as cb:
-            result = run_ingest(cfg, strict=strict, progress=cb, log=con.log)
+            if workers > 1 or scheduler:
+                from .ingest_dask import ingest as run_on_cluster
+
+                result = run_on_cluster(cfg, workers=workers, scheduler=scheduler, memory_limit=worker_memory,
+                                        strict=strict, progress=cb, log=con.log)
+            else:
+                result = run_ingest(cfg, strict=strict, progress=cb, log=con.log)
         for r in result.rejected:
             print(f"hydrocast: rejected: {r.message}", file=sys.stderr)
         if not json_out:

@@ -79,6 +79,7 @@ class CubeConfig:
     forecast_path: Path | None = None
     format: str = "auto"
     chunks: list[int] = field(default_factory=lambda: [32, 256, 256])
+    tile_cells: int | None = None  # ingest on a cluster: tile edge (default: the chunks' y and x)
 
 
 @dataclass
@@ -396,6 +397,8 @@ def parse(data: dict, path: Path | None = None, root: Path | None = None) -> Con
     if len(cfg.cube.chunks) != 3 or min(cfg.cube.chunks) < 1:
         raise ConfigError(f"{name}: [cube] chunks must be three numbers >= 1 (days, y cells, x cells), "
                           f"got {cfg.cube.chunks}")
+    if cfg.cube.tile_cells is not None and cfg.cube.tile_cells < 1:
+        raise ConfigError(f"{name}: [cube] tile_cells must be >= 1, got {cfg.cube.tile_cells}")
     return cfg
 
 
@@ -462,6 +465,8 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                          "in .zarr).", "auto"),
         "chunks": KeyDoc("Chunk shape (days, y cells, x cells) of the cube's dynamic variables, for the window "
                          "reads of training.", [32, 256, 256]),
+        "tile_cells": KeyDoc("ingest --workers/--scheduler: edge (cells) of the spatial tiles read and regridded by "
+                             "one task (default: the y and x of `chunks`, so that tasks write disjoint chunks).", 256),
     },
     "basins": {
         "path": KeyDoc("GeoJSON polygons with an \"id\" property, or a CSV id,lon,lat of outlets.",

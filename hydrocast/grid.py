@@ -116,6 +116,25 @@ class GridSpec:
         unit = self.crs.axis_info[0].unit_conversion_factor if self.crs.axis_info else 1.0
         return np.full(self.shape, dx * dy * unit * unit)
 
+    def crop(self, rows: slice, cols: slice) -> "GridSpec":
+        """The sub-grid of cells ``[rows, cols]`` (a window of this grid: same CRS and cell size, its
+        cells exactly this grid's). ``rows``/``cols`` are slices with step 1 inside the grid."""
+        r0, r1, _ = rows.indices(self.height)
+        c0, c1, _ = cols.indices(self.width)
+        if r1 <= r0 or c1 <= c0:
+            raise ValueError(f"empty window rows {rows}, cols {cols} of a {self.height}x{self.width} grid")
+        t = self.transform
+        return GridSpec(self.crs, Affine(t.a, t.b, t.c + c0 * t.a + r0 * t.b, t.d, t.e, t.f + c0 * t.d + r0 * t.e),
+                        c1 - c0, r1 - r0)
+
+    def tiles(self, tile_rows: int, tile_cols: int) -> list[tuple[slice, slice]]:
+        """The grid cut into windows of ``tile_rows`` x ``tile_cols`` cells (smaller at the south
+        and east edges), row-major: ``[(rows, cols), ...]`` for :meth:`crop`."""
+        if tile_rows < 1 or tile_cols < 1:
+            raise ValueError(f"tile size must be >= 1 cell, got {tile_rows} x {tile_cols}")
+        return [(slice(r, min(r + tile_rows, self.height)), slice(c, min(c + tile_cols, self.width)))
+                for r in range(0, self.height, tile_rows) for c in range(0, self.width, tile_cols)]
+
     def lonlat_bounds(self, margin_cells: float = 2.0) -> tuple[float, float, float, float]:
         """The grid's bounds in EPSG:4326 (west, south, east, north), widened by ``margin_cells``.
 

@@ -87,6 +87,7 @@ class IngestResult:
     static_updated: bool = False
     rejected: list[Rejection] = field(default_factory=list)
     forecasts: object | None = None  # hydrocast.forecasts.ForecastResult when the config has forecast sources
+    cluster: dict | None = None  # ingest on a dask cluster (hydrocast.ingest_dask): what its tasks cost
 
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in ("changed", "days_added", "days_replaced", "days_total",
@@ -94,6 +95,7 @@ class IngestResult:
         d["cube"] = str(self.cube)
         d["rejected"] = [{"file": r.path, "error": r.message} for r in self.rejected]
         d["forecasts"] = self.forecasts.to_json() if self.forecasts is not None else None
+        d["cluster"] = self.cluster
         return d
 
 
@@ -238,10 +240,32 @@ def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, b
     day is kept (nothing in the cube is lost to a bad new file), its provenance noting the
     rejected file with the signature of the plan, so that reruns skip the day and report the
     file again until it changes."""
-    from .regrid import regrid_array
-
     read_arrays = get_array_reader(source.kind)
     opts = source.as_options()
+    out, prov, units, kept = read_chunk(source, plans, grid, lambda path: read_arrays(path, opts, bbox), rejected)
+    for i in kept:
+        cube, index, _ = plans[i].old
+        reader = cube_store.open_reader(cube, writing=True)
+        try:
+            out[i] = reader.read(source.name, index, index + 1)[0]
+        finally:
+            reader.close()
+        plans[i].replaces = False
+    return out, prov, units
+
+
+def read_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, read: Callable,
+               rejected: list[Rejection], known_bad: dict[str, str] | None = None
+               ) -> tuple[np.ndarray, list[str], dict, list[int]]:
+    """The work of :func:`read_day_chunk` on any ``grid`` (the cube's, or a tile of it:
+    :mod:`hydrocast.ingest_dask`), reading each file with ``read(path) -> Arrays``. Returns
+    ``(data, provenance, units, kept)``: ``kept`` lists the days (indices into ``plans``) whose
+    data stay the old cube's; their rows of ``data`` are NaN here, for the caller to fill from
+    the old cube. Opens no cube. ``known_bad`` (path -> message): files rejected without being
+    read, with that message, at the moment they would have been read (the same order of
+    rejections and the same fallback as if they had failed here)."""
+    from .regrid import regrid_array
+
     resampling = source.options.get("resampling", "average")
     min_fraction = source.options.get("min_valid_fraction", 0.9)
     out = np.full((len(plans), grid.height, grid.width), np.nan, dtype="float32")
@@ -249,11 +273,17 @@ def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, b
     cache: dict[Path, object] = {}
     units: dict = {}
     failed: set[Path] = set()
+    known_bad = known_bad or {}
+    kept_days: list[int] = []
 
     def load(path: Path):
+        if path not in cache and str(path) in known_bad:
+            cache[path] = None
+            rejected.append(Rejection(str(path), known_bad[str(path)]))
+            failed.add(path)
         if path not in cache:
             try:
-                arrays = read_arrays(path, opts, bbox)
+                arrays = read(path)
                 if arrays.times is None:
                     raise BadInputError(f"{path}: holds a static field (no time axis); this source needs dated values")
                 cache[path] = arrays
@@ -268,13 +298,8 @@ def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, b
         return cache[path]
 
     def keep_old(i: int, plan: DayPlan, bad: list[str]) -> str:
-        cube, index, text = plan.old
-        reader = cube_store.open_reader(cube, writing=True)
-        try:
-            out[i] = reader.read(source.name, index, index + 1)[0]
-        finally:
-            reader.close()
-        plan.replaces = False
+        kept_days.append(i)
+        text = plan.old[2]
         kept = text.split(" | rejected: ")[0].rsplit(" sig=", 1)[0]
         return kept + "".join(f" | rejected: {r}" for r in bad) + f" sig={plan.signature}"
 
@@ -357,7 +382,7 @@ def read_day_chunk(source: SourceConfig, plans: list[DayPlan], grid: GridSpec, b
                 means[j] = np.where(valid >= need, np.nansum(stack, axis=0) / np.maximum(valid, 1), np.nan)
         x, y, crs = geos[key]
         out[idx] = regrid_array(means, x, y, crs, grid, resampling, source.name)
-    return out, prov, units
+    return out, prov, units, kept_days
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -367,36 +392,60 @@ def _static_signature(paths: list[Path], grid: GridSpec) -> str:
 
 
 def ingest(cfg: Config, strict: bool = False, progress: Callable | None = None,
-           log: Callable[[str], None] = lambda s: None) -> IngestResult:
-    """Run the whole ingest for ``cfg``; see the module docstring."""
+           log: Callable[[str], None] = lambda s: None, execute: Callable | None = None) -> IngestResult:
+    """Run the whole ingest for ``cfg``; see the module docstring.
+
+    ``execute``: how the dynamic sources' planned days are read, regridded and written (step 3
+    and 4): None = here, ``[cube] chunk_days`` at a time (:func:`write_dynamic`); any callable
+    with :func:`write_dynamic`'s signature does the same work otherwise
+    (:mod:`hydrocast.ingest_dask`: tiles on a dask cluster). Planning, the static layers, the
+    lock, the writer and its commit stay here, in this process."""
     from . import fsio
 
     grid = cfg.grid_spec()
     cube_path = cfg.resolve(cfg.cube.path)
     with fsio.held_lock(cube_path, f"{cube_path}: another hydrocast run is writing this cube "
                         "(lock {lock} is held); try later"):
-        return _ingest_locked(cfg, grid, cube_path, strict, progress, log)
+        return _ingest_locked(cfg, grid, cube_path, strict, progress, log, execute or write_dynamic)
 
 
-def _ingest_locked(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
+def write_dynamic(cfg: Config, grid: GridSpec, bbox, dynamic: list[SourceConfig], plans: dict[str, list[DayPlan]],
+                  writer, rejected: list[Rejection], result: IngestResult, progress: Callable | None,
+                  log: Callable[[str], None]) -> None:
+    """Read, regrid and write every planned day of the ``dynamic`` sources into ``writer``, in this
+    process, ``[cube] chunk_days`` days at a time; rejections are appended to ``rejected``,
+    replaced days counted in ``result``."""
+    for source in dynamic:
+        source_plans = plans[source.name]
+        for a in range(0, len(source_plans), cfg.cube.chunk_days):
+            chunk = source_plans[a:a + cfg.cube.chunk_days]
+            data, prov, units = read_day_chunk(source, chunk, grid, bbox, rejected)
+            writer.write_days(source.name, [p.day for p in chunk], data, prov)
+            result.days_replaced += sum(p.replaces for p in chunk)  # (a day kept after all is not)
+            if progress:
+                progress("advance", len(chunk))
+        log(f"{source.name}: {len(source_plans)} day(s) read")
+
+
+def _ingest_locked(cfg, grid, cube_path, strict, progress, log, execute) -> IngestResult:
     """The cube, then the forecast store of the ``nwp_*`` sources (:mod:`hydrocast.forecasts`), whose
     files are scanned first so that ``strict`` stops at a bad forecast file before anything is written."""
     from . import forecasts
 
     if not forecasts.forecast_sources(cfg):
-        return _ingest_cube(cfg, grid, cube_path, strict, progress, log)
+        return _ingest_cube(cfg, grid, cube_path, strict, progress, log, execute)
     with forecasts.store_lock(forecasts.store_path(cfg)):
         fplan = forecasts.plan_store(cfg, grid, log)
         if strict and fplan.rejected:
             raise BadInputError(_rejection_summary(fplan.rejected, strict=True))
-        result = _ingest_cube(cfg, grid, cube_path, strict, progress, log)
+        result = _ingest_cube(cfg, grid, cube_path, strict, progress, log, execute)
         result.forecasts = forecasts.write_store(fplan, grid.lonlat_bounds(cfg.cube.margin_cells), strict=strict,
                                                  log=log)
     result.rejected = list(result.rejected) + list(fplan.rejected)
     return result
 
 
-def _ingest_cube(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
+def _ingest_cube(cfg, grid, cube_path, strict, progress, log, execute) -> IngestResult:
     result = IngestResult(cube=cube_path)
     cube_store.prepare(cube_path, cfg.cube.format)  # a Zarr store: roll back what a killed ingest left
     old = read_index(cube_path) if cube_path.exists() else None
@@ -471,16 +520,7 @@ def _ingest_cube(cfg, grid, cube_path, strict, progress, log) -> IngestResult:
                 writer.write_static(name, arr)
             writer.set_attr("hydrocast_static_source", static_sig)
             result.static_updated = True
-        for source in dynamic:
-            source_plans = plans[source.name]
-            for a in range(0, len(source_plans), cfg.cube.chunk_days):
-                chunk = source_plans[a:a + cfg.cube.chunk_days]
-                data, prov, units = read_day_chunk(source, chunk, grid, bbox, rejected)
-                writer.write_days(source.name, [p.day for p in chunk], data, prov)
-                result.days_replaced += sum(p.replaces for p in chunk)  # (a day kept after all is not)
-                if progress:
-                    progress("advance", len(chunk))
-            log(f"{source.name}: {len(source_plans)} day(s) read")
+        execute(cfg, grid, bbox, dynamic, plans, writer, rejected, result, progress, log)
         if strict and rejected:
             raise BadInputError(_rejection_summary(rejected, strict=True))
         writer.commit()

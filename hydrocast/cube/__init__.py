@@ -48,6 +48,9 @@ Writing: :mod:`hydrocast.cube.ncfile` replaces the whole file atomically at ever
 in proportion to the record); :mod:`hydrocast.cube.zarrstore` writes only the chunks of the days
 written, under a rollback journal (cost independent of the record). Both are crash-safe: a run
 killed at any moment leaves the cube as it was before that run, or as the run left it complete.
+Both writers also write a spatial window of days (``write_tile``: ingest on a dask cluster,
+:mod:`hydrocast.ingest_dask`, one tile at a time) and read a day of the old cube as it was
+before the write began (``read_before``).
 """
 
 from __future__ import annotations

@@ -3,13 +3,15 @@ variables and of the whole cube (the contract itself is written in :mod:`hydroca
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from .. import __version__, acdd
+from .. import __version__, acdd, fsio
 from ..grid import GridSpec
 
 EPOCH = np.datetime64("1970-01-01", "D")
@@ -136,3 +138,40 @@ def chunk_shape(grid: GridSpec, n_days: int, chunks: tuple[int, int, int]) -> tu
     """The (time, y, x) chunk of the dynamic variables: ``chunks`` clipped to the cube's size."""
     ct, cy, cx = chunks
     return max(1, min(ct, max(n_days, 1))), max(1, min(cy, grid.height)), max(1, min(cx, grid.width))
+
+
+def writes(method):
+    """A writing method of a cube writer (``self.path``, ``self.abort()``): a write failure becomes
+    the one-line error of :func:`hydrocast.fsio.translate_write_error` naming the cube (disk full →
+    DiskFullError, exit 74), and any failure undoes the write at once (``abort``: the old cube
+    stays as it was)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException as exc:
+            # translated before the write is undone: the check for a full disk must see it
+            path = getattr(self, "path", None)
+            err = fsio.translate_write_error(exc, path) if path is not None and isinstance(exc, Exception) else None
+            self.abort()
+            if err is None:
+                raise
+            raise err from exc
+    return wrapper
+
+
+def day_indices(index: dict, days) -> np.ndarray:
+    """Positions in the cube's time axis (``index``: day -> position) of ``days``."""
+    return np.array([index[np.datetime64(d, "D")] for d in days], dtype=int)
+
+
+def contiguous_runs(idx: np.ndarray) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` positions into the sorted ``idx`` of each run of consecutive values: a run
+    is written as one slice, to keep chunk rewrites few."""
+    start = 0
+    while start < len(idx):
+        stop = start + 1
+        while stop < len(idx) and idx[stop] == idx[stop - 1] + 1:
+            stop += 1
+        yield start, stop
+        start = stop

@@ -10,7 +10,6 @@ proportion to the whole record (the old days are copied); the Zarr store
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -54,23 +53,7 @@ def read_index(path: Path) -> CubeIndex:
     return CubeIndex(Path(path), grid, days, dynamic, static, prov, static_source)
 
 
-def _writes(method):
-    """A writing method of :class:`CubeWriter`: a write failure becomes a one-line error naming the
-    cube (:func:`hydrocast.fsio.write_errors`: disk full → DiskFullError, exit 74), and any failure
-    removes the temporary file at once (the old cube stays as it was)."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except BaseException as exc:
-            # translated before the temporary file is dropped: the check for a full disk must see it
-            path = getattr(self, "path", None)
-            err = fsio.translate_write_error(exc, path) if path is not None and isinstance(exc, Exception) else None
-            self.abort()
-            if err is None:
-                raise
-            raise err from exc
-    return wrapper
+_writes = common.writes
 
 
 class CubeWriter:
@@ -136,26 +119,36 @@ class CubeWriter:
 
     # -- writing ---------------------------------------------------------------------------------
     def index_of(self, days) -> np.ndarray:
-        return np.array([self._index[np.datetime64(d, "D")] for d in days], dtype=int)
+        return common.day_indices(self._index, days)
 
-    @_writes
     def write_days(self, name: str, days, data: np.ndarray, provenance: list[str]) -> None:
         """Write ``data`` (n, y, x) for ``days`` (n dates, need not be contiguous)."""
+        self.write_tile(name, days, slice(None), slice(None), data, provenance)
+
+    @_writes
+    def write_tile(self, name: str, days, rows: slice, cols: slice, data: np.ndarray,
+                   provenance: list[str] | None = None) -> None:
+        """Write ``data`` (n, rows, cols) into the window ``[rows, cols]`` of ``days`` (n dates), and
+        their provenance unless None (a day's provenance is the same for every tile: the caller
+        writes it once)."""
         idx = self.index_of(days)
         var, prov = self.ds.variables[name], self.ds.variables[f"{name}_source"]
-        # contiguous runs are written in one slice (the common case) to keep chunk rewrites few
         order = np.argsort(idx)
         idx, data = idx[order], np.asarray(data, dtype="float32")[order]
-        provenance = [provenance[i] for i in order]
-        start = 0
-        while start < len(idx):
-            stop = start + 1
-            while stop < len(idx) and idx[stop] == idx[stop - 1] + 1:
-                stop += 1
-            var[idx[start]:idx[stop - 1] + 1] = data[start:stop]
-            for k in range(start, stop):
-                prov[idx[k]] = provenance[k]
-            start = stop
+        for start, stop in common.contiguous_runs(idx):
+            var[idx[start]:idx[stop - 1] + 1, rows, cols] = data[start:stop]
+            if provenance is not None:
+                for k in range(start, stop):
+                    prov[idx[k]] = provenance[order[k]]
+
+    def read_before(self, name: str, index: int, rows: slice, cols: slice) -> np.ndarray:
+        """Day ``index`` of the old cube (its own index), window ``[rows, cols]`` (this store writes a
+        new file: the old one is as it was)."""
+        import netCDF4
+
+        with netCDF4.Dataset(self.old.path) as src:
+            src.set_auto_mask(False)
+            return np.asarray(src.variables[name][index, rows, cols], dtype="float32")
 
     @_writes
     def write_static(self, name: str, data: np.ndarray) -> None:

@@ -36,7 +36,6 @@ ingest, not during it, as with any in-place store.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -199,6 +198,14 @@ class _Journal:
         self.seen.add(rel)
         self._save()
 
+    def backup_of(self, rel: str) -> tuple[bool, Path | None]:
+        """(whether ``rel`` was protected by this write, the folder holding its copy: None when it did
+        not exist before)."""
+        if rel not in self.seen:
+            return False, None
+        entry = next(e for e in self.entries if e["path"] == rel)
+        return True, (self.dir / entry["backup"]) if entry["backup"] is not None else None
+
     def commit(self) -> None:
         for entry in self.entries:
             _fsync_tree(self.root / entry["path"])
@@ -279,21 +286,7 @@ class ZarrReader:
 
 
 # -- writing --------------------------------------------------------------------------------------
-def _writes(method):
-    """A writing method: a write failure becomes the one-line error of
-    :func:`hydrocast.fsio.translate_write_error` (disk full → exit 74) and any failure undoes
-    the write (:meth:`ZarrCubeWriter.abort`: the store is the one before this run)."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except BaseException as exc:
-            err = fsio.translate_write_error(exc, self.path) if isinstance(exc, Exception) else None
-            self.abort()
-            if err is None:
-                raise
-            raise err from exc
-    return wrapper
+_writes = common.writes
 
 
 def _create(root: Path, grid: GridSpec, days: np.ndarray, dynamic: dict, static: dict, chunks: tuple,
@@ -443,27 +436,54 @@ class ZarrCubeWriter:
 
     # -- writing -------------------------------------------------------------------------------
     def index_of(self, days) -> np.ndarray:
-        return np.array([self._index[np.datetime64(d, "D")] for d in days], dtype=int)
+        return common.day_indices(self._index, days)
 
-    @_writes
     def write_days(self, name: str, days, data: np.ndarray, provenance: list[str]) -> None:
         """Write ``data`` (n, y, x) for ``days`` (n dates, need not be contiguous)."""
+        self.write_tile(name, days, slice(None), slice(None), data, provenance)
+
+    @_writes
+    def write_tile(self, name: str, days, rows: slice, cols: slice, data: np.ndarray,
+                   provenance: list[str] | None = None) -> None:
+        """Write ``data`` (n, rows, cols) into the window ``[rows, cols]`` of ``days`` (n dates), and
+        their provenance unless None (a day's provenance is the same for every tile: the caller
+        writes it once). The journal protects whole time chunks, so tiles of one time chunk
+        written one after the other are rolled back together."""
         idx = self.index_of(days)
         order = np.argsort(idx)
         idx, data = idx[order], np.asarray(data, dtype="float32")[order]
-        prov = [provenance[i] for i in order]
         var, src = self.g[name], self.g[f"{name}_source"]
-        start = 0
-        while start < len(idx):
-            stop = start + 1
-            while stop < len(idx) and idx[stop] == idx[stop - 1] + 1:
-                stop += 1
+        for start, stop in common.contiguous_runs(idx):
             a, b = int(idx[start]), int(idx[stop - 1]) + 1
             self._protect_days(var, a, b)
-            self._protect_days(src, a, b)
-            var[a:b] = data[start:stop]
-            src[a:b] = np.array(prov[start:stop], dtype=object)
-            start = stop
+            var[a:b, rows, cols] = data[start:stop]
+            if provenance is not None:
+                self._protect_days(src, a, b)
+                src[a:b] = np.array([provenance[i] for i in order[start:stop]], dtype=object)
+
+    def read_before(self, name: str, index: int, rows: slice, cols: slice) -> np.ndarray:
+        """Day ``index`` of the old cube (its own index), window ``[rows, cols]``, as it was before
+        this write began: from the old store (a whole rewrite), from the journal's copy of its
+        time chunk (in place, the chunk already written by this run) or from the store."""
+        if self.journal is None:
+            g = _open(self.old.path)
+            return np.asarray(g[name][index, rows, cols], dtype="float32")
+        arr = self.g[name]
+        k = index // arr.chunks[0]
+        touched, backup = self.journal.backup_of(f"{arr.basename}/c/{k}")
+        if not touched:
+            return np.asarray(arr[index, rows, cols], dtype="float32")
+        if backup is None:  # the chunk did not exist: nothing was stored for the day
+            shape = (len(range(*rows.indices(self.grid.height))), len(range(*cols.indices(self.grid.width))))
+            return np.full(shape, np.nan, dtype="float32")
+        import zarr
+
+        view = self.journal.dir / "views" / f"{arr.basename}.{k}"
+        if not view.exists():  # the array's metadata and the saved copy of the chunk folder, as a read-only array
+            (view / "c").mkdir(parents=True)
+            shutil.copy2(self.root / arr.basename / META, view / META)
+            os.symlink(backup.resolve(), view / "c" / str(k))
+        return np.asarray(zarr.open_array(str(view), mode="r")[index, rows, cols], dtype="float32")
 
     @_writes
     def write_static(self, name: str, data: np.ndarray) -> None:
