@@ -123,6 +123,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     max_minutes: float = 0.0
+    tile_cells: int = 0
+    tile_halo_cells: int = 16
+    loader_workers: int = 0
 
 
 @dataclass
@@ -388,6 +391,9 @@ def parse(data: dict, path: Path | None = None, root: Path | None = None) -> Con
         raise ConfigError(f"{name}: [train] kernel must be odd, got {tr.kernel}")
     if tr.memory_days < 0:
         raise ConfigError(f"{name}: [train] memory_days must be >= 0, got {tr.memory_days}")
+    for key in ("tile_cells", "tile_halo_cells", "loader_workers"):
+        if getattr(tr, key) < 0:
+            raise ConfigError(f"{name}: [train] {key} must be >= 0, got {getattr(tr, key)}")
     if tr.window_days <= tr.warmup_days:
         raise ConfigError(f"{name}: [train] window_days ({tr.window_days}) must exceed warmup_days ({tr.warmup_days})")
     if cfg.cube.chunk_days < 1:
@@ -519,6 +525,13 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
         "seed": KeyDoc("Random seed (`train --seed` overrides it)."),
         "device": KeyDoc("auto (a GPU when there is one), cpu, cuda or cuda:N (`train --device` overrides it)."),
         "max_minutes": KeyDoc("Stop training after this many minutes (0: no limit)."),
+        "tile_cells": KeyDoc("Train and validate on square windows of this many cells (each holding whole basins "
+                             "with their halo), read window by window from the cube: the domain need not fit in "
+                             "memory. 0: the whole domain at once (small regions)."),
+        "tile_halo_cells": KeyDoc("With tile_cells: cells of the window kept around the bounding box of every "
+                                  "basin it holds (what the ConvLSTM sees beyond the basin)."),
+        "loader_workers": KeyDoc("With tile_cells: processes that read the training windows ahead (a torch "
+                                 "DataLoader; each opens the cube itself). 0: read in the training process."),
     },
     "thresholds": {
         "path": KeyDoc("Your own thresholds CSV (basin,name,discharge_m3s[,return_period_years,...]; e.g. official "

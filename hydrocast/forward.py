@@ -93,6 +93,44 @@ class ModelInputs:
     forecast_name: str | None = None
     ensemble_name: str | None = None  # the store variable whose members :func:`run_members` rolls
     obs_days: int = 1  # the model's hparam: the "obs" stream carries obs_days - 1 days before the sequence
+    obs_area: np.ndarray | None = None  # (G,) the gauges' whole mask areas (cells) where obs_basins are cut
+
+    def window(self, rows: slice, cols: slice, basin_rows) -> "ModelInputs":
+        """The inputs of one window (:mod:`hydrocast.tiles`): the cube read on the cells ``rows``
+        x ``cols`` (:meth:`hydrocast.samples.CubeReader.window`), the static maps cut to it, the
+        read-out basins ``basin_rows`` (indices of this object's basins; their masks must lie inside
+        the window) cut to it; the gauges whose masks reach into the window, with their masks cut,
+        their observation columns, ``obs_index`` pointing at their new positions (-1 stays -1), and
+        ``obs_area`` their whole masks' areas, so that the observation maps weigh them as on the
+        whole domain (:func:`hydrocast.model.observation_maps`)."""
+        import dataclasses
+
+        sel = np.asarray(basin_rows, dtype=int)
+        out = dataclasses.replace(self, reader=self.reader.window(rows, cols), static=self.static[:, rows, cols],
+                                  basins=self.basins[sel][:, :, rows, cols], area_km2=np.asarray(self.area_km2)[sel])
+        if self.obs_basins is None:
+            return out
+        masks = np.asarray(self.obs_basins)
+        area = (np.asarray(self.obs_area, dtype="float32") if self.obs_area is not None
+                else gauge_areas(masks))
+        cut = masks[:, rows, cols]
+        keep = np.flatnonzero((cut > 0).reshape(len(cut), -1).any(axis=1))
+        pos = np.full(len(masks) + 1, -1, dtype="int64")  # pos[-1] = -1: an ungauged basin stays ungauged
+        pos[keep] = np.arange(len(keep))
+        index = None
+        if self.obs_index is not None:
+            index = pos[np.asarray(self.obs_index, dtype="int64")[sel]]
+        return dataclasses.replace(out, obs=None if self.obs is None else self.obs[:, keep],
+                                   obs_basins=np.ascontiguousarray(cut[keep]), obs_index=index,
+                                   obs_area=area[keep])
+
+
+def gauge_areas(masks: np.ndarray) -> np.ndarray:
+    """(G,) float32 the areas (cells) of the gauges' masks (G, H, W), summed as the network sums
+    them (:func:`hydrocast.model.observation_maps`)."""
+    import torch
+
+    return torch.as_tensor(np.asarray(masks, dtype="float32")).sum(dim=(-2, -1)).numpy()
 
 
 def streams_for(inp: ModelInputs, s: int, stop: int, device, with_obs: bool = True, with_forecast: bool = True,
@@ -116,6 +154,8 @@ def streams_for(inp: ModelInputs, s: int, stop: int, device, with_obs: bool = Tr
         streams["obs_basins"] = torch.as_tensor(np.ascontiguousarray(inp.obs_basins))
         index = inp.obs_index if inp.obs_index is not None else np.full(len(inp.area_km2), -1)
         streams["obs_index"] = torch.as_tensor(np.asarray(index, dtype="int64"))
+        if inp.obs_area is not None:
+            streams["obs_area"] = torch.as_tensor(np.asarray(inp.obs_area, dtype="float32"))
     fc = inp.reader.forecast_window(inp.spec, inp.forecasts if with_forecast else None, inp.forecast_name, s, stop,
                                     inp.lead)
     streams["forecast"] = torch.from_numpy(fc).unsqueeze(0)
@@ -160,6 +200,35 @@ def run_period(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, wi
     run = PeriodRun(inp.reader.days[a:b + 1], to_discharge(qn, inp.q_mean, inp.q_std, inp.area_km2), qn, extra)
     run.state = out.get("state")
     return run
+
+
+def run_tiled(net, inp: ModelInputs, windows: list, a: int, b: int, spin: int, device=None, with_obs: bool = True,
+              with_forecast: bool = True) -> PeriodRun:
+    """:func:`run_period` window by window (:mod:`hydrocast.tiles`; ``windows`` a plan of
+    ``inp``'s basins): each window runs with its basins and the gauges that reach into it, and the
+    basins' discharge (``q``, ``q_norm``, the quantiles) is put back in ``inp``'s basin order.
+    Maps (``maps``, ``runoff``) and the final state are not assembled (None / absent)."""
+    n = len(inp.area_km2)
+    q = q_norm = None
+    extra: dict = {}
+    for w in windows:
+        rows = list(w.basins)
+        if not rows:
+            continue
+        run = run_period(net, inp.window(w.rows, w.cols, rows), a, b, spin, device, with_obs, with_forecast)
+        if q is None:
+            q = np.full((run.q.shape[0], n, run.q.shape[2]), np.nan, dtype=run.q.dtype)
+            q_norm = np.full(q.shape, np.nan, dtype=run.q_norm.dtype)
+        q[:, rows], q_norm[:, rows] = run.q, run.q_norm
+        for k in ("q_quantiles", "q_quantiles_norm"):
+            if k in run.extra:
+                v = run.extra[k]
+                if k not in extra:
+                    extra[k] = np.full((v.shape[0], n, *v.shape[2:]), np.nan, dtype=v.dtype)
+                extra[k][:, rows] = v
+    if q is None:
+        raise ValueError("run_tiled: the windows hold no basin")
+    return PeriodRun(inp.reader.days[a:b + 1], q, q_norm, extra)
 
 
 @dataclass

@@ -108,11 +108,41 @@ class CubeReader:
             raise BadInputError(f"{self.path}: day {d} is outside the cube ({self.days[0]} .. {self.days[-1]})")
         return i
 
+    #: the cells this reader reads (:meth:`window`); None: the whole grid
+    cells: tuple[slice, slice] | None = None
+
+    def window(self, rows: slice, cols: slice) -> "CubeReader":
+        """A view of this reader on the cells ``rows`` x ``cols`` of its grid (steps of 1; of this
+        view's cells when it is a view itself): :meth:`raw`, :meth:`static_raw`,
+        :meth:`dynamic_window`, :meth:`forecast_window` (the forecast maps cropped),
+        :meth:`static_stack`, :meth:`complete_days` and ``shape`` are those of the window; only
+        the window's cells are read from the store. It shares the store: close the reader, not
+        the view. Normalisation statistics are the caller's (an :class:`InputSpec` of the domain)."""
+        import copy
+
+        r0, r1, _ = rows.indices(self.shape[0])
+        c0, c1, _ = cols.indices(self.shape[1])
+        if self.cells is not None:
+            r0, r1 = r0 + self.cells[0].start, r1 + self.cells[0].start
+            c0, c1 = c0 + self.cells[1].start, c1 + self.cells[1].start
+        view = copy.copy(self)
+        view.cells = (slice(r0, r1), slice(c0, c1))
+        view.shape = (max(r1 - r0, 0), max(c1 - c0, 0))
+        return view
+
     def raw(self, name: str, start: int, stop: int) -> np.ndarray:
-        return self.store.read(name, start, stop)
+        if self.cells is None:
+            return self.store.read(name, start, stop)
+        return self.store.read(name, start, stop, *self.cells)
 
     def static_raw(self, name: str) -> np.ndarray:
-        return self.store.read_static(name)
+        if self.cells is None:
+            return self.store.read_static(name)
+        return self.store.read_static(name, *self.cells)
+
+    def crop(self, maps: np.ndarray) -> np.ndarray:
+        """Maps (..., H, W) of the whole grid cut to this reader's cells."""
+        return maps if self.cells is None else maps[..., self.cells[0], self.cells[1]]
 
     # -- normalisation --------------------------------------------------------------------------
     def compute_stats(self, dynamic: list[str], static: list[str], period: tuple) -> InputSpec:
@@ -201,7 +231,8 @@ class CubeReader:
         if slot is None:
             return out
         if forecasts is not None and name is not None and name in forecasts.names:
-            mm = np.asarray(forecasts.read(name, issue, lead), dtype="float32")
+            # the forecast store is read whole-grid and cut to the window (its reader has no window)
+            mm = np.ascontiguousarray(self.crop(np.asarray(forecasts.read(name, issue, lead), dtype="float32")))
         else:
             mm = np.full((T, lead, *self.shape), np.nan, dtype="float32")
         if stand_in is not None:

@@ -11,6 +11,11 @@ Design (what makes it fit a 2-core CPU; see README "Training"):
   every third issue day (:class:`hydrocast.model.HydroConvLSTM`); observed discharge of the issue
   day enters with random hold-out. ``memory_days = 0`` trains as before issue 8 (random windows
   from a zero state, ``warmup_days`` unscored).
+* **Tiled** (``[train] tile_cells`` > 0; :mod:`hydrocast.tiles`): the same chunks, each run on
+  every window of the plan in turn (a window = a fixed-size part of the grid holding whole basins
+  with a halo), read through a torch ``DataLoader`` (:class:`hydrocast.dataset.TileItems`,
+  ``[train] loader_workers``); each window carries its own state, and validation runs window by
+  window (:func:`hydrocast.forward.run_tiled`). ``tile_cells = 0``: the whole domain, as above.
 * **Honest periods** (the rules are written once, in :mod:`hydrocast.windows`). Input
   normalisation and discharge statistics come from the training period only. Training targets
   never reach past the training period's last day; the validation period (early stopping,
@@ -190,6 +195,14 @@ class Trainer:
                                   forecasts=self.forecasts, forecast_name=self.forecast_name,
                                   obs_days=tr.observed_days if self.observed else 1)
         self.spin = tr.memory_days if tr.memory_days > 0 else tr.warmup_days
+        self.plan = None  # whole domain; [train] tile_cells > 0: the windows of hydrocast.tiles
+        if tr.tile_cells > 0:
+            from .tiles import describe, plan_windows
+
+            self.plan = plan_windows(self.domain.channels[:, 0], tr.tile_cells, tr.tile_halo_cells, ids,
+                                     where=cfg.where("train", "tile_cells"))
+            self.log(f"tiled training: {describe(self.plan, reader.shape)}, halo {tr.tile_halo_cells} cells, "
+                     f"{tr.loader_workers} loader worker(s)")
         self.hparams = {"n_dynamic": self.spec.n_dynamic_channels, "n_static": self.spec.n_static_channels,
                         "hidden": tr.hidden, "depth": tr.depth, "kernel": tr.kernel, "lead_days": tr.lead_days,
                         "n_map_outputs": 1, "observed": int(self.observed),
@@ -203,6 +216,11 @@ class Trainer:
     # -- what both models share ------------------------------------------------------------------
     def streams(self, batch) -> dict:
         """The named input streams of a batch (see :mod:`hydrocast.model.network`)."""
+        if "basins" in batch:  # a window's batch (tile_cells > 0): its own maps, basins and gauges
+            keys = ("dynamic", "static", "basins", "basin_area_km2", "forecast", "rollout_days")
+            if self.observed:
+                keys += ("obs", "obs_basins", "obs_index", "obs_area")
+            return {k: batch[k] for k in keys if k in batch}
         out = {"dynamic": batch["dynamic"], "static": self.static, "basins": self.basin_ch,
                "basin_area_km2": self.area_t, "forecast": batch["forecast"]}
         if "rollout_days" in batch:
@@ -223,14 +241,28 @@ class Trainer:
         else:
             chunks = legacy_chunks(self.seed, offset + epoch, self.periods, tr.window_days, tr.warmup_days,
                                    tr.lead_days, len(self.reader.days), tr.batch_size)
+        if self.plan is not None:
+            from .dataset import TileBatches, TileItems
+
+            items = TileItems(self.inputs, self.q_norm, self.map_var, chunks, tr.window_days, self.periods.t1,
+                              seed=(self.seed, offset + epoch), rollout=self.forecast_name is not None,
+                              stand_in=tr.forecast_stand_in, windows=self.plan, shard=distributed.is_distributed())
+            return TileBatches(items, self.device, tr.loader_workers)
         return ChunkBatches(self.inputs, self.q_norm, self.map_var, chunks, tr.window_days, self.periods.t1,
                             seed=(self.seed, offset + epoch), rollout=self.forecast_name is not None,
                             stand_in=tr.forecast_stand_in, device=self.device, shard=distributed.is_distributed())
 
-    def run(self, net, a: int, b: int):
-        """The one forward path over issue days a..b (see :mod:`hydrocast.forward`)."""
-        from .forward import run_period
+    def basin_std(self, batch):
+        """The NSE* weights of the batch's basins (a window's: its ``basin_rows``)."""
+        return self.basin_std_t if "basin_rows" not in batch else self.basin_std_t[batch["basin_rows"]]
 
+    def run(self, net, a: int, b: int):
+        """The one forward path over issue days a..b (see :mod:`hydrocast.forward`); tiled
+        (``tile_cells`` > 0): window by window, discharge only (no maps)."""
+        from .forward import run_period, run_tiled
+
+        if self.plan is not None:
+            return run_tiled(net, self.inputs, self.plan, a, b, self.spin, self.device)
         return run_period(net, self.inputs, a, b, self.spin, self.device)
 
     def validation_nse(self, net) -> np.ndarray:
@@ -255,7 +287,16 @@ class Trainer:
         from .metrics import nse
 
         v0, v1 = self.periods.v0, self.periods.v1
-        if rows is None:
+        if self.plan is not None:  # tiled: the windows' runs, each with its basins (of ``rows``)
+            from .forward import run_tiled
+
+            plan = self.plan
+            if rows is not None:
+                keep = set(rows)
+                plan = [dataclasses.replace(w, basins=tuple(n for n in w.basins if n in keep)) for w in plan]
+            rows = range(len(self.basins)) if rows is None else rows
+            sim = run_tiled(net, self.inputs, plan, v0, v1 - 1, self.spin, self.device).q[:, list(rows)]
+        elif rows is None:
             sim = self.run(net, v0, v1 - 1).q  # issue days whose lead-1 target is in the period
             rows = range(len(self.basins))
         else:
@@ -543,16 +584,29 @@ class ConvLSTMTask:
     def __init__(self, trainer: Trainer):
         self.t = trainer
         self.state = None
+        self.window_states: dict[int, object] = {}  # tiled: the carried state of each window
 
     def batches(self, epoch: int):
-        return self.t.batches(epoch, fresh=self.state is None, offset=self.EPOCH_OFFSET)
+        fresh = self.state is None and not self.window_states
+        return self.t.batches(epoch, fresh=fresh, offset=self.EPOCH_OFFSET)
+
+    def state_of(self, batch):
+        """The state carried into ``batch`` (its window's, tiled)."""
+        return self.state if "window" not in batch else self.window_states.get(int(batch["window"]))
+
+    def keep_state(self, batch, state) -> None:
+        if "window" in batch:
+            self.window_states[int(batch["window"])] = state
+        else:
+            self.state = state
 
     def carried(self, batch):
-        keep = _keep(self.state, batch["reset"])
+        state = self.state_of(batch)
+        keep = _keep(state, batch["reset"])
         if keep is None:
             return None
         k = keep.view(-1, 1, 1, 1)
-        return [(h * k.to(h.dtype), c * k.to(c.dtype)) for h, c in self.state]
+        return [(h * k.to(h.dtype), c * k.to(c.dtype)) for h, c in state]
 
     def loss(self, net, batch):
         import torch
@@ -560,28 +614,28 @@ class ConvLSTMTask:
         from .model import nse_star_loss
 
         out = net(self.t.streams(batch), self.carried(batch))
-        self.state = [(h.detach(), c.detach()) for h, c in out["state"]]
+        self.keep_state(batch, [(h.detach(), c.detach()) for h, c in out["state"]])
         q_t, m_t = batch["q_target"], batch["map_target"]
         if "rollout_days" in batch:
             q_t, m_t = q_t[:, batch["rollout_days"]], m_t[:, batch["rollout_days"]]
-        lq = nse_star_loss(out["q"].float(), q_t, self.t.basin_std_t)
+        lq = nse_star_loss(out["q"].float(), q_t, self.t.basin_std(batch))
         maps = out["maps"][:, :, :, 0].float()
         valid = ~torch.isnan(m_t)
         err = torch.where(valid, maps - torch.nan_to_num(m_t), torch.zeros_like(maps))
         lm = err.square().sum() / valid.sum().clamp_min(1)
-        ld = self.distribution_loss(out, q_t)
+        ld = self.distribution_loss(out, q_t, batch)
         share = distributed.loss_weights((~torch.isnan(q_t)).sum(), valid.sum())  # None in one process
         if share is not None:
             lq, lm, ld = lq * share[0], lm * share[1], ld * share[0]
         return lq + MAP_LOSS_WEIGHT * lm + ld, lq
 
-    def distribution_loss(self, out, q_t):
+    def distribution_loss(self, out, q_t, batch):
         """``QUANTILE_LOSS_WEIGHT`` × the pinball loss of the forecast distribution (0 without)."""
         if "q_quantiles" not in out:
             return 0.0
         from .model import quantile_loss
 
-        return QUANTILE_LOSS_WEIGHT * quantile_loss(out["q_quantiles"].float(), q_t, self.t.basin_std_t)
+        return QUANTILE_LOSS_WEIGHT * quantile_loss(out["q_quantiles"].float(), q_t, self.t.basin_std(batch))
 
     def n_targets(self, batch) -> int:
         return self.t.n_targets(batch)
@@ -598,10 +652,12 @@ class LumpedTask(ConvLSTMTask):
     EPOCH_OFFSET = 10_000
 
     def carried(self, batch):
-        keep = _keep(self.state, batch["reset"], repeat=len(self.t.basins))
+        state = self.state_of(batch)
+        n = batch["basins"].shape[0] if "basins" in batch else len(self.t.basins)
+        keep = _keep(state, batch["reset"], repeat=n)
         if keep is None:
             return None
-        h, c = self.state
+        h, c = state
         k = keep.view(1, -1, 1)
         return (h * k, c * k)
 
@@ -613,9 +669,9 @@ class LumpedTask(ConvLSTMTask):
         streams = self.t.streams(batch)
         streams.pop("rollout_days", None)
         out = net(streams, self.carried(batch))
-        self.state = tuple(x.detach() for x in out["state"])
-        loss = nse_star_loss(out["q"], batch["q_target"], self.t.basin_std_t)
-        ld = self.distribution_loss(out, batch["q_target"])
+        self.keep_state(batch, tuple(x.detach() for x in out["state"]))
+        loss = nse_star_loss(out["q"], batch["q_target"], self.t.basin_std(batch))
+        ld = self.distribution_loss(out, batch["q_target"], batch)
         share = distributed.loss_weights((~torch.isnan(batch["q_target"])).sum())  # None in one process
         if share is not None:
             loss, ld = loss * share[0], ld * share[0]

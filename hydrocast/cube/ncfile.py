@@ -255,11 +255,14 @@ class NcReader:
         v = self.ds.variables[name]
         return {k: v.getncattr(k) for k in v.ncattrs()}
 
-    def read(self, name: str, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self.ds.variables[name][start:stop], dtype="float32")
+    def read(self, name: str, start: int, stop: int, rows: slice = slice(None), cols: slice = slice(None)
+             ) -> np.ndarray:
+        """Days ``start..stop-1`` of ``name`` on the cells ``rows`` x ``cols`` (default: the grid):
+        the variable is sliced, so only that window is read."""
+        return np.asarray(self.ds.variables[name][start:stop, rows, cols], dtype="float32")
 
-    def read_static(self, name: str) -> np.ndarray:
-        return np.asarray(self.ds.variables[name][:], dtype="float32")
+    def read_static(self, name: str, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        return np.asarray(self.ds.variables[name][rows, cols], dtype="float32")
 
     def strings(self, name: str, start: int, stop: int) -> list[str]:
         return [str(s) for s in np.asarray(self.ds.variables[name][start:stop], dtype=object)]

@@ -275,11 +275,14 @@ class ZarrReader:
     def attrs(self, name: str) -> dict:
         return _var_attrs(self._array(name))
 
-    def read(self, name: str, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self._array(name)[start:stop], dtype="float32")
+    def read(self, name: str, start: int, stop: int, rows: slice = slice(None), cols: slice = slice(None)
+             ) -> np.ndarray:
+        """Days ``start..stop-1`` of ``name`` on the cells ``rows`` x ``cols`` (default: the grid):
+        zarr reads only the chunks that window touches."""
+        return np.asarray(self._array(name)[start:stop, rows, cols], dtype="float32")
 
-    def read_static(self, name: str) -> np.ndarray:
-        return np.asarray(self._array(name)[...], dtype="float32")
+    def read_static(self, name: str, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        return np.asarray(self._array(name)[rows, cols], dtype="float32")
 
     def strings(self, name: str, start: int, stop: int) -> list[str]:
         return _strings(self._array(name)[start:stop])

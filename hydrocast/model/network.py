@@ -32,6 +32,8 @@ adding a key (observed discharge, forecast maps, ... in later versions):
     "static"          (S, H, W) or (B, S, H, W)  normalised static layers + DEM validity
     "basins"          (N, 2, H, W)     basin fraction and flow distance / domain scale
     "basin_area_km2"  (N,)             basin areas (the lumped baseline's log-area attribute)
+    "obs_area"        (G,)             optional: the gauges' whole mask areas (cells) where the
+                                       "obs_basins" masks are cut to a window (tiled training)
 
 Discharge non-negativity
 ------------------------
@@ -79,7 +81,7 @@ from torch import nn
 from .convlstm import ConvLSTM, State
 
 #: the named input streams every model reads (see the module docstring)
-STREAMS = ("dynamic", "static", "basins", "basin_area_km2", "obs", "obs_basins", "obs_index", "forecast",
+STREAMS = ("dynamic", "static", "basins", "basin_area_km2", "obs", "obs_basins", "obs_index", "obs_area", "forecast",
            "rollout_days")
 #: per-basin observation features the heads read (own value, own validity, value and validity of the
 #: observation maps averaged over the basin), plus own value and validity of each earlier day with
@@ -388,7 +390,8 @@ def _observations(streams: Mapping[str, torch.Tensor], x: torch.Tensor, obs_days
     if lead_in < 0:
         raise ValueError(f"the obs stream has {obs.shape[1]} days for a sequence of {t}")
     now = obs[:, lead_in:]
-    om, ov = observation_maps(now, masks)
+    area = streams.get("obs_area")
+    om, ov = observation_maps(now, masks, None if area is None else area.to(x.device, x.dtype))
     basin_ch = streams.get("basins")
     if basin_ch is None:
         return [om, ov], None
@@ -398,15 +401,18 @@ def _observations(streams: Mapping[str, torch.Tensor], x: torch.Tensor, obs_days
                                          lead_in=lead_in)
 
 
-def observation_maps(obs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def observation_maps(obs: torch.Tensor, masks: torch.Tensor, area: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Observed discharge painted as maps: ``obs`` (B, T, G) normalised specific discharge of G
     gauges (NaN = not observed), ``masks`` (G, H, W) their basin fractions. Returns ``(value,
     validity)`` each (B, T, H, W): in a cell, the mean of the valid gauges whose basin covers it
     weighted by 1/area² (so a nested small basin speaks for its own cells, the big basin around it
-    for the rest); 0 where none; validity = the covered fraction of the cell (0..1)."""
+    for the rest); 0 where none; validity = the covered fraction of the cell (0..1). ``area`` (G,)
+    (the ``"obs_area"`` stream: masks cut to a window of the domain) replaces the masks' sums as
+    the gauges' areas, so that a window's maps are the whole domain's cut to it."""
     valid = torch.isfinite(obs).to(masks.dtype)
     v = torch.nan_to_num(obs, nan=0.0).to(masks.dtype)
-    area = masks.sum(dim=(-2, -1)).clamp_min(1e-6)
+    area = (masks.sum(dim=(-2, -1)) if area is None else area.to(masks.dtype)).clamp_min(1e-6)
     w = (area.min() / area) ** 2  # (G,), largest weight 1
     num = torch.einsum("btg,ghw->bthw", v * valid * w, masks)
     den = torch.einsum("btg,ghw->bthw", valid * w, masks)
