@@ -42,6 +42,7 @@ SOURCE_KEYS: dict[str, dict[str, type | tuple]] = {
 #: What the forecast store keeps of an ensemble run (``members`` of an nwp source).
 MEMBER_MODES = ("keep", "mean")
 #: ``[cube] format`` (see :mod:`hydrocast.cube`): "auto" = Zarr for a path ending in .zarr, else NetCDF
+STAND_IN_ERRORS = ("archive", "noise")
 CUBE_FORMATS = ("auto", "netcdf", "zarr")
 #: Source kinds that are weather forecasts: stored in the forecast store beside the cube
 #: (:mod:`hydrocast.forecasts`), never in the daily cube.
@@ -110,6 +111,8 @@ class TrainConfig:
     forecast_source: str = "auto"
     ensemble_source: str = "auto"
     forecast_stand_in: bool = True
+    forecast_stand_in_errors: str = "noise"
+    ungauged_observation_leads: int = 1
     probabilistic: bool = True
     hidden: int = 16
     depth: int = 1
@@ -389,6 +392,12 @@ def parse(data: dict, path: Path | None = None, root: Path | None = None) -> Con
             raise ConfigError(f"{name}: [train] {key} must be >= 1, got {getattr(tr, key)}")
     if tr.kernel % 2 == 0:
         raise ConfigError(f"{name}: [train] kernel must be odd, got {tr.kernel}")
+    if tr.forecast_stand_in_errors not in STAND_IN_ERRORS:
+        raise ConfigError(f"{name}: [train] forecast_stand_in_errors must be one of {', '.join(STAND_IN_ERRORS)}, "
+                          f"got {tr.forecast_stand_in_errors!r}")
+    if tr.ungauged_observation_leads < 0:
+        raise ConfigError(f"{name}: [train] ungauged_observation_leads must be >= 0, "
+                          f"got {tr.ungauged_observation_leads}")
     if tr.memory_days < 0:
         raise ConfigError(f"{name}: [train] memory_days must be >= 0, got {tr.memory_days}")
     for key in ("tile_cells", "tile_halo_cells", "loader_workers"):
@@ -510,7 +519,15 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                                   "model over, one run per member (a realization dimension): auto (the "
                                   "forecast_source if its store keeps members, else the first nwp source that "
                                   "does), a source name, or none."),
-        "forecast_stand_in": KeyDoc("Train on observed rain with noise where the forecast archive has no run."),
+        "forecast_stand_in": KeyDoc("Train on the observed rain, degraded, where the forecast archive has no run."),
+        "forecast_stand_in_errors": KeyDoc("How the stand-in is degraded: \"noise\" (lognormal noise) or "
+                                           "\"archive\" (smoothing, displacement and intensity errors measured per "
+                                           "lead on the training period's archived runs).", "noise"),
+        "ungauged_observation_leads": KeyDoc("A basin without a gauge of its own reads the gauges' observation maps "
+                                             "for this many lead days; later leads come from the same model run "
+                                             "as if every gauge were silent (chosen by k-fold validation: the "
+                                             "neighbours' observations mislead unseen basins at longer leads). "
+                                             "0: never; lead_days or more: at every lead.", 1),
         "probabilistic": KeyDoc("Also forecast the distribution (19 quantiles, pinball loss, spread calibrated on "
                                 "the validation period): intervals and exceedance probabilities."),
         "hidden": KeyDoc("ConvLSTM width (hidden channels); e.g. 64 for a real region on a GPU."),

@@ -42,11 +42,12 @@ ROLLOUT_EVERY = 3
 class ChunkBatches:
     def __init__(self, inputs, q_norm: np.ndarray, map_var: str, chunks: list, chunk_days: int, last_target: int,
                  seed: tuple, rollout: bool, stand_in: bool, device, shard: bool = False,
-                 part: tuple[int, int] | None = None):
+                 part: tuple[int, int] | None = None, stand_in_errors=None):
         self.inp, self.q_norm, self.map_var = inputs, q_norm, map_var
         self.chunks, self.T, self.last_target = list(chunks), chunk_days, last_target
         self.seed, self.rollout, self.stand_in, self.device = seed, rollout, stand_in, device
         self.shard, self.part = shard, part  # part: (rank, world size) fixed by the caller (loader workers)
+        self.stand_in_errors = stand_in_errors  # per lead: hydrocast.standin.LeadError, or None
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -66,7 +67,8 @@ class ChunkBatches:
             out["obs"] = observation_inputs(inp.obs, start, stop, self.last_target, rng, lead_in=inp.obs_days - 1)
         out["forecast"] = reader.forecast_window(inp.spec, inp.forecasts, inp.forecast_name, start,
                                                  min(stop, len(reader.days)), lead,
-                                                 stand_in=rng if self.stand_in and self.rollout else None)
+                                                 stand_in=rng if self.stand_in and self.rollout else None,
+                                                 stand_in_errors=self.stand_in_errors)
         if out["forecast"].shape[0] < T:
             pad = np.zeros((T - out["forecast"].shape[0], *out["forecast"].shape[1:]), dtype="float32")
             out["forecast"] = np.concatenate([out["forecast"], pad])
@@ -128,7 +130,8 @@ class TileItems(torch.utils.data.Dataset):
     """
 
     def __init__(self, inputs, q_norm: np.ndarray, map_var: str, chunks: list, chunk_days: int, last_target: int,
-                 seed: tuple, rollout: bool, stand_in: bool, windows: list, shard: bool = False):
+                 seed: tuple, rollout: bool, stand_in: bool, windows: list, shard: bool = False,
+                 stand_in_errors=None):
         import dataclasses
         import os
 
@@ -139,7 +142,7 @@ class TileItems(torch.utils.data.Dataset):
         self.forecast_path = None if inputs.forecasts is None else inputs.forecasts.path
         self.q_norm, self.map_var, self.chunks, self.T = q_norm, map_var, list(chunks), chunk_days
         self.last_target, self.seed, self.rollout, self.stand_in = last_target, seed, rollout, stand_in
-        self.windows, self.shard = list(windows), shard
+        self.windows, self.shard, self.stand_in_errors = list(windows), shard, stand_in_errors
         # the torchrun share is this process's, fixed here: a loader worker is no member of the group
         self.part = (distributed.rank(), distributed.world_size()) if shard else None
         self._pid, self._handles = os.getpid(), (inputs.reader, inputs.forecasts)
@@ -186,7 +189,7 @@ class TileItems(torch.utils.data.Dataset):
         seed = [*self.seed, j] if len(self.windows) == 1 else [*self.seed, j, w]
         chunks = ChunkBatches(inp, self.q_norm[:, rows], self.map_var, self.chunks, self.T, self.last_target,
                               seed=self.seed, rollout=self.rollout, stand_in=self.stand_in, device=None,
-                              shard=self.shard, part=self.part)
+                              shard=self.shard, part=self.part, stand_in_errors=self.stand_in_errors)
         batch = chunks.build(j, np.random.default_rng(seed))
         batch.update(window=torch.tensor(w), basin_rows=torch.from_numpy(rows),
                      static=torch.from_numpy(np.ascontiguousarray(inp.static)),

@@ -231,6 +231,33 @@ def run_tiled(net, inp: ModelInputs, windows: list, a: int, b: int, spin: int, d
     return PeriodRun(inp.reader.days[a:b + 1], q, q_norm, extra)
 
 
+def ungauged_rows(inp: ModelInputs) -> np.ndarray:
+    """The read-out basins of ``inp`` without a gauge of their own that read the gauges'
+    observation maps (none where the model reads no observations)."""
+    if inp.obs_basins is None or inp.obs is None:
+        return np.zeros(0, dtype=int)
+    index = inp.obs_index if inp.obs_index is not None else np.full(len(inp.area_km2), -1)
+    return np.nonzero(np.asarray(index) < 0)[0]
+
+
+def blend_ungauged(run, silent, rows: np.ndarray, obs_leads: int, basin_axis: int = 1) -> None:
+    """In place: the discharge of basins ``rows`` (ungauged) at leads beyond ``obs_leads`` taken
+    from ``silent``, the same forecast run as if every gauge were silent (see
+    ``[train] ungauged_observation_leads``). ``run``/``silent``: :class:`PeriodRun` (basins on
+    axis 1) or :class:`MemberRun` (``basin_axis=2``). The maps stay ``run``'s."""
+    if not len(rows) or silent is None:
+        return
+    for name in ("q", "q_norm", "q_quantiles", "q_quantiles_norm"):
+        a = getattr(run, name, None) if name in ("q", "q_norm") else run.extra.get(name)
+        b = getattr(silent, name, None) if name in ("q", "q_norm") else silent.extra.get(name)
+        if a is None or b is None:
+            continue
+        index = [slice(None)] * a.ndim
+        index[basin_axis] = rows
+        index[basin_axis + 1] = slice(obs_leads, None)
+        a[tuple(index)] = b[tuple(index)]
+
+
 @dataclass
 class MemberRun:
     """The rollouts of one period driven by each ensemble member (:func:`run_members`), with a
@@ -259,7 +286,8 @@ class _MemberForecasts:
 
 
 def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, state=None,
-                start: int | None = None, group: int = 8, with_maps: bool = False) -> MemberRun | None:
+                start: int | None = None, group: int = 8, with_maps: bool = False,
+                with_obs: bool = True) -> MemberRun | None:
     """:func:`run_period` once per member of the ensemble runs of ``inp.ensemble_name`` for issue
     days ``a..b``: the recurrent states over the observed days are computed once per ``group``
     members and every member is rolled from them. None where no issue day has members (days with
@@ -275,7 +303,7 @@ def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, s
         return None
     device = device or torch.device("cpu")
     s = max(0, a - spin) if start is None else start
-    base = streams_for(inp, s, b + 1, device, with_forecast=False)
+    base = streams_for(inp, s, b + 1, device, with_obs=with_obs, with_forecast=False)
     base["rollout_days"] = torch.arange(a - s, b - s + 1, device=device)
     mm = inp.forecasts.read_members(inp.ensemble_name, days, inp.lead, n_real)  # (T', R, L, H, W)
     outs: dict[str, list] = {}

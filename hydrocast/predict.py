@@ -61,6 +61,7 @@ class Forecaster:
             self.lead = int(meta["lead_days"])
             self.warmup = int(meta["warmup_days"])
             self.spin = int(meta.get("spin_up_days", self.warmup))
+            self.ungauged_obs_leads = int(cfg.train.ungauged_observation_leads)
             self.observed = bool(self.net.hparams["observed"])
             self.forecast_name = (meta.get("forecast") or {}).get("source")
             self.q_mu = float(meta["discharge_normalisation"]["mean"])
@@ -325,12 +326,27 @@ class Forecaster:
         """Forecasts for issue days ``a..b`` (cube indices, inclusive) through the one forward path
         (:mod:`hydrocast.forward`), spun up over the model's ``spin_up_days``. Returns
         ``{"convlstm": PeriodRun, "lumped_lstm": PeriodRun}`` (the latter with ``lumped=True``)."""
-        from .forward import run_period
+        from .forward import blend_ungauged, run_period
 
         inp = self.inputs(basins)
         nets = {"convlstm": self.net, **({"lumped_lstm": self.lumped} if lumped else {})}
-        return {name: run_period(net, inp, a, b, self.spin, with_obs=with_obs, with_forecast=with_forecast)
+        runs = {name: run_period(net, inp, a, b, self.spin, with_obs=with_obs, with_forecast=with_forecast)
                 for name, net in nets.items()}
+        rows = self.ungauged(inp) if with_obs else np.zeros(0, dtype=int)
+        for name, net in nets.items() if len(rows) else ():
+            silent = run_period(net, inp, a, b, self.spin, with_obs=False, with_forecast=with_forecast)
+            blend_ungauged(runs[name], silent, rows, self.ungauged_obs_leads)
+        return runs
+
+    def ungauged(self, inp) -> np.ndarray:
+        """Rows of ``inp``'s basins forecast at leads beyond ``[train] ungauged_observation_leads``
+        as if every gauge were silent (:func:`hydrocast.forward.blend_ungauged`): the basins
+        without a gauge of their own, where the model reads observations and has such leads."""
+        from .forward import ungauged_rows
+
+        if self.ungauged_obs_leads >= self.lead:
+            return np.zeros(0, dtype=int)
+        return ungauged_rows(inp)
 
     def warm_state(self, i: int, log: Callable[[str], None] = lambda s: None) -> tuple[object, int, str]:
         """The ConvLSTM's recurrent state before issue day ``i``, continued from the saved state
@@ -481,7 +497,7 @@ def predict(cfg: Config, basin_ids: list[str], out_dir: Path, issue_date: str | 
 
 
 def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) -> PredictResult:
-    from .forward import run_members, run_period
+    from .forward import blend_ungauged, run_members, run_period
     from .fsio import prepare_out_dir
     from .ids import id_path
     from .netcdf import forecast_map_dataset, hydrograph_dataset, write_dataset
@@ -494,6 +510,12 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
     inp = fc.inputs(basins)
     run = run_period(fc.net, inp, i, i, fc.spin, state=state, start=start)
     ens = run_members(fc.net, inp, i, i, fc.spin, state=state, start=start, group=64, with_maps=True)
+    rows = fc.ungauged(inp)
+    if len(rows):  # their later leads as if every gauge were silent, spun up without observations
+        blend_ungauged(run, run_period(fc.net, inp, i, i, fc.spin, with_obs=False), rows, fc.ungauged_obs_leads)
+        if ens is not None:
+            blend_ungauged(ens, run_members(fc.net, inp, i, i, fc.spin, group=64, with_obs=False), rows,
+                           fc.ungauged_obs_leads, basin_axis=2)
     status = inputs_status(fc.reader, list(fc.spec.dynamic), i)
     if fc.forecast_name:
         have_fc = fc.forecasts is not None and bool(fc.forecasts.available(fc.forecast_name, np.array([day]))[0])

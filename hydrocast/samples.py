@@ -210,7 +210,8 @@ class CubeReader:
         return out
 
     def forecast_window(self, spec: InputSpec, forecasts, name: str | None, start: int, stop: int, lead: int,
-                        stand_in: np.random.Generator | None = None) -> np.ndarray:
+                        stand_in: np.random.Generator | None = None, stand_in_errors: list | None = None
+                        ) -> np.ndarray:
         """The forecast stream ``(T, L, C, H, W)`` of issue days start..stop-1 (see
         :class:`hydrocast.model.HydroConvLSTM`): for issue day ``t`` and lead ``l`` the dynamic
         channels of day ``t + l`` as a forecast knows them: the forecast precipitation (store
@@ -221,7 +222,10 @@ class CubeReader:
         ``stand_in`` (training only): where the store has no forecast, the observed precipitation
         of the lead day with noise stands in (a field-wide lognormal factor, sigma 0.25 per lead
         day, times a per-cell lognormal factor, sigma 0.3), so the rollout learns to use a forecast
-        that is informative but wrong, also on days before the forecast archive begins."""
+        that is informative but wrong, also on days before the forecast archive begins.
+        ``stand_in_errors`` (per lead, :class:`hydrocast.standin.LeadError`): the stand-in is
+        instead degraded as the archive's forecasts are (:func:`hydrocast.standin.degrade`: smoothed,
+        displaced, scaled) for the leads calibrated on the archive."""
         T = stop - start
         out = np.zeros((T, lead, spec.n_dynamic_channels, *self.shape), dtype="float32")
         issue = self.day_of(np.arange(start, stop))
@@ -244,6 +248,13 @@ class CubeReader:
                     continue
                 obs = np.full((T, *self.shape), np.nan, dtype="float32")
                 obs[: b - a] = self.raw(var, a, b)
+                err = stand_in_errors[l] if stand_in_errors is not None else None
+                if err is not None and err.source == "archive":
+                    from .standin import degrade
+
+                    for k in np.nonzero(~have)[0]:
+                        mm[k, l] = degrade(obs[k], err, stand_in)
+                    continue
                 factor = np.exp(stand_in.normal(0.0, 0.25 * (l + 1), T))[:, None, None] * \
                     np.exp(stand_in.normal(0.0, 0.3, obs.shape))
                 mm[~have, l] = (obs * factor)[~have]

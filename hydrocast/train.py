@@ -203,6 +203,15 @@ class Trainer:
                                      where=cfg.where("train", "tile_cells"))
             self.log(f"tiled training: {describe(self.plan, reader.shape)}, halo {tr.tile_halo_cells} cells, "
                      f"{tr.loader_workers} loader worker(s)")
+        self.stand_in_errors = None
+        if self.forecast_name is not None and tr.forecast_stand_in and tr.forecast_stand_in_errors == "archive":
+            from .samples import precipitation_slot
+            from .standin import calibrate
+
+            slot = precipitation_slot(self.spec)
+            if slot is not None:
+                self.stand_in_errors = calibrate(reader, self.forecasts, self.forecast_name, self.spec.dynamic[slot],
+                                                 p.t0, p.t1, tr.lead_days)
         self.hparams = {"n_dynamic": self.spec.n_dynamic_channels, "n_static": self.spec.n_static_channels,
                         "hidden": tr.hidden, "depth": tr.depth, "kernel": tr.kernel, "lead_days": tr.lead_days,
                         "n_map_outputs": 1, "observed": int(self.observed),
@@ -246,11 +255,13 @@ class Trainer:
 
             items = TileItems(self.inputs, self.q_norm, self.map_var, chunks, tr.window_days, self.periods.t1,
                               seed=(self.seed, offset + epoch), rollout=self.forecast_name is not None,
-                              stand_in=tr.forecast_stand_in, windows=self.plan, shard=distributed.is_distributed())
+                              stand_in=tr.forecast_stand_in, windows=self.plan, shard=distributed.is_distributed(),
+                              stand_in_errors=self.stand_in_errors)
             return TileBatches(items, self.device, tr.loader_workers)
         return ChunkBatches(self.inputs, self.q_norm, self.map_var, chunks, tr.window_days, self.periods.t1,
                             seed=(self.seed, offset + epoch), rollout=self.forecast_name is not None,
-                            stand_in=tr.forecast_stand_in, device=self.device, shard=distributed.is_distributed())
+                            stand_in=tr.forecast_stand_in, device=self.device, shard=distributed.is_distributed(),
+                            stand_in_errors=self.stand_in_errors)
 
     def basin_std(self, batch):
         """The NSE* weights of the batch's basins (a window's: its ``basin_rows``)."""
@@ -515,7 +526,9 @@ class Trainer:
                              if tr.probabilistic else None),
             "thresholds": to_records(self.threshold_rows),
             "thresholds_notes": self.threshold_notes,
-            "forecast": ({"source": self.forecast_name, "stand_in": bool(tr.forecast_stand_in)}
+            "forecast": ({"source": self.forecast_name, "stand_in": bool(tr.forecast_stand_in),
+                          "stand_in_errors": (None if self.stand_in_errors is None
+                                              else [e.to_json() for e in self.stand_in_errors])}
                          if self.forecast_name is not None else None),
             "dist_scale_km": self.domain.dist_scale_km,
             "discharge_normalisation": {"quantity": "specific discharge (mm/day = m3/s * 86.4 / km2)",

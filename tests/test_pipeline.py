@@ -433,6 +433,89 @@ def test_predict_ungauged_basin(work, trained, tmp_path):
         assert (ds["discharge"].values >= 0).all()
 
 
+def test_archive_stand_in_is_the_degraded_observation(work, cube):
+    """forecast_stand_in_errors = "archive": on issue days without an archived run, the stand-in is
+    hydrocast.standin.degrade of the lead day's observed rain (with no error: that rain itself);
+    days with a run keep the run; the calibration on the sample's archive finds errors growing
+    with lead."""
+    from hydrocast import config
+    from hydrocast.forecasts import open_forecasts
+    from hydrocast.samples import CubeReader
+    from hydrocast.standin import LeadError, calibrate
+
+    cfg = config.load(work / "hydrocast.toml")
+    with CubeReader(cube) as reader:
+        spec = reader.compute_stats(["precipitation", "soil_moisture"], [], ("2015-01-01", "2016-12-31"))
+        fc = open_forecasts(cfg)
+        a = reader.index("2016-12-25")  # the archive starts in 2017: the first days have no run
+        exact = [LeadError(0.0, 0.0, 0.0, 20, "archive")] * 3
+        got = reader.forecast_window(spec, fc, "precipitation_forecast", a, a + 14, 3,
+                                     stand_in=np.random.default_rng(0), stand_in_errors=exact)
+        have = fc.available("precipitation_forecast", reader.day_of(np.arange(a, a + 14)))
+        assert not have[:3].all() and have.any()
+        plain = reader.forecast_window(spec, fc, "precipitation_forecast", a, a + 14, 3)
+        for t in range(14):
+            for lead in range(3):
+                if have[t]:
+                    np.testing.assert_array_equal(got[t, lead], plain[t, lead])
+                else:
+                    obs = reader.raw("precipitation", a + t + lead + 1, a + t + lead + 2)
+                    norm, valid = reader.normalise(obs, spec.stats["precipitation"])
+                    np.testing.assert_allclose(got[t, lead, 0], norm[0], atol=1e-5)
+                    np.testing.assert_array_equal(got[t, lead, 1], valid[0])
+        noisy = reader.forecast_window(spec, fc, "precipitation_forecast", a, a + 14, 3,
+                                       stand_in=np.random.default_rng(0))
+        assert not np.allclose(noisy[~have][:, :, 0], got[~have][:, :, 0])
+        errors = calibrate(reader, fc, "precipitation_forecast", "precipitation", reader.index("2017-01-01"),
+                           reader.index("2018-12-31"), 3)
+    assert [e.source for e in errors] == ["archive"] * 3
+    assert errors[0].shift_cells < errors[2].shift_cells and errors[0].log_sd < errors[2].log_sd
+
+
+def test_ungauged_basins_read_the_gauges_observations_at_lead_1_only(work, trained, tmp_path):
+    """[train] ungauged_observation_leads = 1 (the default): an ungauged basin's lead 1 is the run
+    with the gauges' observation maps, its leads 2-3 the same model's run with every gauge silent;
+    gauged basins keep the observation run at every lead; predict gives the same numbers."""
+    import dataclasses
+
+    from hydrocast import config
+    from hydrocast.forward import run_period
+    from hydrocast.predict import Forecaster
+
+    cfg = config.load(work / "hydrocast.toml")
+    assert cfg.train.ungauged_observation_leads == 1
+    with Forecaster(cfg) as fc:
+        a = fc.issue_index("2020-06-01")
+        b = a + 9
+        for path, ungauged in ((SAMPLE / "basins" / "ungauged.geojson", True), (None, False)):
+            basins = fc.basin_set(["all"], path)
+            inp = fc.inputs(basins)
+            both = run_period(fc.net, inp, a, b, fc.spin)
+            silent = run_period(fc.net, inp, a, b, fc.spin, with_obs=False)
+            assert np.abs(both.q - silent.q).max() > 1e-3  # the observations matter for these basins
+            got = fc.run(basins, a, b)["convlstm"]
+            np.testing.assert_array_equal(got.q[:, :, 0], both.q[:, :, 0])
+            want = silent.q[:, :, 1:] if ungauged else both.q[:, :, 1:]
+            np.testing.assert_array_equal(got.q[:, :, 1:], want)
+            np.testing.assert_array_equal(got.extra["q_quantiles"][:, :, 1:],
+                                          (silent if ungauged else both).extra["q_quantiles"][:, :, 1:])
+        every = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ungauged_observation_leads=3))
+    basins_path = SAMPLE / "basins" / "ungauged.geojson"
+    with Forecaster(every) as fc3:
+        basins = fc3.basin_set(["all"], basins_path)
+        np.testing.assert_array_equal(fc3.run(basins, a, b)["convlstm"].q,
+                                      run_period(fc3.net, fc3.inputs(basins), a, b, fc3.spin).q)
+    out = tmp_path / "fc"
+    res = invoke("predict", "--config", str(work / "hydrocast.toml"), "--basins", str(basins_path), "--basin", "PT07",
+                 "--issue-date", "2020-06-10", "--out", str(out), "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    with Forecaster(cfg) as fc:
+        day = fc.issue_index("2020-06-10")
+        want = fc.run(fc.basin_set(["PT07"], basins_path), day, day)["convlstm"].q[0, 0]
+    got = json.loads(res.stdout)["basins"][0]["discharge_m3s"]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)  # (rounded to 3 decimals in the JSON)
+
+
 def test_ungauged_thresholds_are_fitted_once_and_kept(work, trained, tmp_path, monkeypatch):
     """An ungauged basin's thresholds come from a hindcast run once: the next forecast reads them
     from <cube stem>.state/<model id>.thresholds.json; other [thresholds] settings recompute them."""
