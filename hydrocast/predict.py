@@ -461,7 +461,13 @@ def _obs_note(fc: Forecaster, info: dict, last_t, day) -> str:
     if not fc.observed:
         return "not used by this model"
     if not info["gauged"]:
-        return "ungauged basin: the observations of the model's gauges entered as maps"
+        k = fc.ungauged_obs_leads
+        if k >= fc.lead:
+            return "ungauged basin: the observations of the model's gauges entered as maps"
+        return (f"ungauged basin: the observations of the model's gauges entered as maps for lead day(s) 1..{k}; "
+                f"leads {k + 1}..{fc.lead} as if every gauge were silent ([train] ungauged_observation_leads = {k})"
+                if k > 0 else "ungauged basin: forecast as if every gauge were silent "
+                "([train] ungauged_observation_leads = 0)")
     if last_t is None or np.datetime64(last_t, "D") != np.datetime64(day, "D"):
         return (f"none on the issue day {day} (last {last_t or 'never'}): the gauge counted as silent")
     return f"observed discharge of {day} entered the forecast"

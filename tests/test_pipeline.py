@@ -514,6 +514,8 @@ def test_ungauged_basins_read_the_gauges_observations_at_lead_1_only(work, train
         want = fc.run(fc.basin_set(["PT07"], basins_path), day, day)["convlstm"].q[0, 0]
     got = json.loads(res.stdout)["basins"][0]["discharge_m3s"]
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)  # (rounded to 3 decimals in the JSON)
+    with xr.open_dataset(next(out.glob("PT07_*_hydrograph.nc"))) as ds:  # the file says how it was made
+        assert "leads 2..3 as if every gauge were silent" in ds.attrs["hydrocast_observed_discharge"]
 
 
 def test_ungauged_thresholds_are_fitted_once_and_kept(work, trained, tmp_path, monkeypatch):
