@@ -35,6 +35,7 @@ from typer.testing import CliRunner
 from hydrocast import checkpoint, distributed
 from hydrocast.cli import app
 from hydrocast.dataset import ChunkBatches
+from tests.tinyproject import tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -42,38 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"
 runner = CliRunner()
 
-CONFIG = """
-[grid]
-crs = "EPSG:4326"
-bounds = [-8.8, 40.0, -7.2, 41.6]
-resolution = 0.05
-
-[[sources]]
-name = "precipitation"
-kind = "imerg"
-paths = ["{s}/raw/imerg/3B-DAY.MS.MRG.3IMERG.20150[1-5]*.nc4", "{s}/raw/imerg/3B-HHR.MS.MRG.3IMERG.20150[1-5]*.HDF5"]
-
-[[sources]]
-name = "soil_moisture"
-kind = "esacci_sm"
-paths = ["{s}/raw/esacci/*COMBINED-20150[1-5]*.nc"]
-
-[[sources]]
-name = "dem"
-kind = "dem"
-paths = ["{s}/raw/dem/dem.tif"]
-
-[cube]
-path = "cube.nc"
-
-[basins]
-path = "{s}/basins/basins.geojson"
-
-[discharge]
-path = "{s}/discharge/discharge.csv"
-
-[train]
-model_dir = "model"
+CONFIG = tiny_config(5, """
 train_period = ["2015-02-01", "2015-04-15"]
 validation_period = ["2015-04-16", "2015-05-31"]
 lead_days = 2
@@ -83,7 +53,7 @@ memory_days = 30
 hidden = 4
 epochs = 2
 batch_size = 3
-"""
+""")
 
 
 def invoke(*args: str):
@@ -111,7 +81,7 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("distributed")
     cfg = root / "hydrocast.toml"
-    cfg.write_text(CONFIG.format(s=SAMPLE))
+    cfg.write_text(CONFIG)
     res = invoke("ingest", "--config", str(cfg), "--quiet", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["days_added"] == 151

@@ -21,43 +21,13 @@ from hydrocast.dataset import ChunkBatches, TileBatches, TileItems
 from hydrocast.errors import ConfigError
 from hydrocast.model import observation_maps
 from hydrocast.tiles import basin_boxes, plan_windows
+from tests.tinyproject import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 
-CONFIG = """
-[grid]
-crs = "EPSG:4326"
-bounds = [-8.8, 40.0, -7.2, 41.6]
-resolution = 0.05
-
-[[sources]]
-name = "precipitation"
-kind = "imerg"
-paths = ["{s}/raw/imerg/3B-DAY.MS.MRG.3IMERG.20150[1-3]*.nc4", "{s}/raw/imerg/3B-HHR.MS.MRG.3IMERG.20150[1-3]*.HDF5"]
-
-[[sources]]
-name = "soil_moisture"
-kind = "esacci_sm"
-paths = ["{s}/raw/esacci/*COMBINED-20150[1-3]*.nc"]
-
-[[sources]]
-name = "dem"
-kind = "dem"
-paths = ["{s}/raw/dem/dem.tif"]
-
-[cube]
-path = "cube.nc"
-
-[basins]
-path = "{s}/basins/basins.geojson"
-
-[discharge]
-path = "{s}/discharge/discharge.csv"
-
-[train]
-model_dir = "model"
+CONFIG = tiny_config(3, """
 train_period = ["2015-01-15", "2015-02-20"]
 validation_period = ["2015-02-21", "2015-03-20"]
 lead_days = 2
@@ -69,7 +39,7 @@ epochs = 1
 batch_size = 2
 tile_cells = 24
 tile_halo_cells = 2
-"""
+""")
 
 
 # -- the plan (torch-free) -----------------------------------------------------------------------
@@ -131,7 +101,7 @@ def test_tile_keys_are_validated(tmp_path):
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiles")
     cfg = root / "hydrocast.toml"
-    cfg.write_text(CONFIG.format(s=SAMPLE))
+    cfg.write_text(CONFIG)
     res = CliRunner().invoke(app, ["ingest", "--config", str(cfg), "--quiet", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["days_added"] == 90
