@@ -129,6 +129,7 @@ class TrainConfig:
     tile_cells: int = 0
     tile_halo_cells: int = 16
     loader_workers: int = 0
+    inference_chunk_days: int = 90
 
 
 @dataclass
@@ -400,7 +401,7 @@ def parse(data: dict, path: Path | None = None, root: Path | None = None) -> Con
                           f"got {tr.ungauged_observation_leads}")
     if tr.memory_days < 0:
         raise ConfigError(f"{name}: [train] memory_days must be >= 0, got {tr.memory_days}")
-    for key in ("tile_cells", "tile_halo_cells", "loader_workers"):
+    for key in ("tile_cells", "tile_halo_cells", "loader_workers", "inference_chunk_days"):
         if getattr(tr, key) < 0:
             raise ConfigError(f"{name}: [train] {key} must be >= 0, got {getattr(tr, key)}")
     if tr.window_days <= tr.warmup_days:
@@ -549,6 +550,9 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                                   "basin it holds (what the ConvLSTM sees beyond the basin)."),
         "loader_workers": KeyDoc("With tile_cells: processes that read the training windows ahead (a torch "
                                  "DataLoader; each opens the cube itself). 0: read in the training process."),
+        "inference_chunk_days": KeyDoc("predict, evaluate and validation run the model over at most this many days "
+                                       "at a time, carrying its state: memory bounded in time (0: a whole period at "
+                                       "once). With tile_cells they also run window by window."),
     },
     "thresholds": {
         "path": KeyDoc("Your own thresholds CSV (basin,name,discharge_m3s[,return_period_years,...]; e.g. official "

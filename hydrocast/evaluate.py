@@ -123,10 +123,9 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     T, N = b - a + 1, len(basins.ids)
     ens = None
     if fc.levels is not None and fc.ensemble_name:
-        from .forward import run_members
         from .probmetrics import pooled_quantiles
 
-        ens = run_members(fc.net, fc.inputs(basins), a, b, fc.spin)  # None: no ensemble run in the period
+        ens = fc.members(basins, a, b)  # None: no ensemble run in the period
         if ens is not None:
             ens_q = pooled_quantiles(fc.levels, np.moveaxis(ens.extra["q_quantiles"], 1, 0), fc.ensemble_scale)
             log(f"ensemble: {int((ens.n_members > 0).sum())} issue days with members of {fc.ensemble_name} "

@@ -236,16 +236,28 @@ class ForecastReader:
         if name not in self.names:
             raise KeyError(f"{self.path}: no forecast variable {name!r} (it holds {', '.join(self.names) or 'none'})")
 
-    def read(self, name: str, days, n_leads: int) -> np.ndarray:
+    def _cells(self, cells) -> tuple[slice, slice, int, int]:
+        """(rows, cols, height, width) of ``cells`` (a (rows, cols) pair of slices of the grid, steps
+        of 1; None: the whole grid)."""
+        if cells is None:
+            return slice(None), slice(None), self.grid.height, self.grid.width
+        r0, r1, _ = cells[0].indices(self.grid.height)
+        c0, c1, _ = cells[1].indices(self.grid.width)
+        return slice(r0, r1), slice(c0, c1), max(r1 - r0, 0), max(c1 - c0, 0)
+
+    def read(self, name: str, days, n_leads: int, cells=None) -> np.ndarray:
         """float32 ``(len(days), n_leads, H, W)`` mm: lead n of issue date ``days[i]`` at ``[i, n - 1]``;
-        NaN where the store has no forecast for that issue date or lead (any dates may be asked)."""
+        NaN where the store has no forecast for that issue date or lead (any dates may be asked).
+        ``cells`` (rows, cols slices): only that window of the grid is read (H, W its size)."""
         self._check(name)
         hit, pos = self._positions(days)
-        out = np.full((hit.size, int(n_leads), self.grid.height, self.grid.width), np.nan, dtype="float32")
+        rows, cols, h, w = self._cells(cells)
+        out = np.full((hit.size, int(n_leads), h, w), np.nan, dtype="float32")
         take = min(int(n_leads), self.n_leads)
-        if hit.any() and take > 0:
+        if hit.any() and take > 0 and h and w:
             want = np.unique(pos[hit])
-            block = np.ma.filled(self._ds.variables[name][want.tolist(), :take], np.nan).astype("float32")
+            block = np.ma.filled(self._ds.variables[name][want.tolist(), :take, rows, cols],
+                                 np.nan).astype("float32")
             out[hit, :take] = block[np.searchsorted(want, pos[hit])]
         return out
 
@@ -258,20 +270,21 @@ class ForecastReader:
             return np.zeros(hit.shape, int)
         return np.where(hit, self._n_members[name][pos], 0)
 
-    def read_members(self, name: str, days, n_leads: int, n_members: int | None = None) -> np.ndarray:
+    def read_members(self, name: str, days, n_leads: int, n_members: int | None = None, cells=None) -> np.ndarray:
         """float32 ``(len(days), R, n_leads, H, W)`` mm: member r of the ensemble run of issue date
         ``days[i]`` at ``[i, r]`` (R = ``n_members``, default the store's realizations); NaN where a
-        day has fewer members (see :meth:`member_count`) or no ensemble run."""
+        day has fewer members (see :meth:`member_count`) or no ensemble run. ``cells``: as :meth:`read`."""
         self._check(name)
         hit, pos = self._positions(days)
         n_real = self._ds.dimensions["realization"].size if "realization" in self._ds.dimensions else 0
         r = n_real if n_members is None else int(n_members)
-        out = np.full((hit.size, r, int(n_leads), self.grid.height, self.grid.width), np.nan, dtype="float32")
+        rows, cols, h, w = self._cells(cells)
+        out = np.full((hit.size, r, int(n_leads), h, w), np.nan, dtype="float32")
         take, rr = min(int(n_leads), self.n_leads), min(r, n_real)
-        if name in self.ensembles and hit.any() and take > 0 and rr > 0:
+        if name in self.ensembles and hit.any() and take > 0 and rr > 0 and h and w:
             want = np.unique(pos[hit])
             var = self._ds.variables[name + ENSEMBLE_SUFFIX]
-            block = np.ma.filled(var[want.tolist(), :rr, :take], np.nan).astype("float32")
+            block = np.ma.filled(var[want.tolist(), :rr, :take, rows, cols], np.nan).astype("float32")
             out[hit, :rr, :take] = block[np.searchsorted(want, pos[hit])]
         return out
 

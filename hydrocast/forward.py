@@ -202,33 +202,83 @@ def run_period(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, wi
     return run
 
 
+def advance(net, inp: ModelInputs, s: int, stop: int, state=None, device=None, with_obs: bool = True,
+            with_forecast: bool = True, chunk_days: int = 0):
+    """The recurrent state of ``net`` after the cube days ``s..stop-1`` (from ``state``; None:
+    zero), run ``chunk_days`` days at a time (0: at once), carrying the state between chunks: the
+    spin-up of :func:`run_chunked`. ``stop <= s``: ``state`` as given."""
+    if stop <= s:
+        return state
+    step = stop - s if chunk_days <= 0 else int(chunk_days)
+    for c0 in range(s, stop, step):
+        c1 = min(c0 + step, stop) - 1
+        state = run_period(net, inp, c1, c1, 0, device, with_obs, with_forecast, state=state, start=c0).state
+    return state
+
+
+def _concat(parts: list, axis: int = 0) -> dict:
+    """The arrays of ``parts`` (dicts of the same keys) joined along ``axis``."""
+    return {k: np.concatenate([p[k] for p in parts], axis=axis) for k in parts[0]}
+
+
+def run_chunked(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, with_obs: bool = True,
+                with_forecast: bool = True, state=None, start: int | None = None, chunk_days: int = 0) -> PeriodRun:
+    """:func:`run_period` with its memory bounded in time: the spin-up and the issue days ``a..b``
+    run ``chunk_days`` days at a time (``[train] inference_chunk_days``; 0: all at once), the
+    recurrent state carried from chunk to chunk, so the result is the one sequence's (to float
+    rounding) while the hidden maps held are those of ``chunk_days`` days, not of the period."""
+    if chunk_days <= 0:
+        return run_period(net, inp, a, b, spin, device, with_obs, with_forecast, state=state, start=start)
+    s = max(0, a - spin) if start is None else start
+    state = advance(net, inp, s, a, state, device, with_obs, with_forecast, chunk_days)
+    runs = []
+    for c0 in range(a, b + 1, chunk_days):
+        c1 = min(c0 + chunk_days, b + 1) - 1
+        runs.append(run_period(net, inp, c0, c1, 0, device, with_obs, with_forecast, state=state, start=c0))
+        state = runs[-1].state
+    joined = _concat([{"q": r.q, "q_norm": r.q_norm, **r.extra} for r in runs])
+    run = PeriodRun(inp.reader.days[a:b + 1], joined.pop("q"), joined.pop("q_norm"), joined)
+    run.state = state
+    return run
+
+
+def _gather(parts: list, n: int, axis: int) -> dict:
+    """Per key, the arrays of ``parts`` ((rows, {key: array}) per window) put in one array whose
+    ``axis`` holds ``n`` basins, each window's at its ``rows`` (NaN where none)."""
+    out: dict = {}
+    for rows, arrays in parts:
+        for k, v in arrays.items():
+            if k not in out:
+                shape = list(v.shape)
+                shape[axis] = n
+                out[k] = np.full(shape, np.nan, dtype=v.dtype)
+            index = [slice(None)] * v.ndim
+            index[axis] = rows
+            out[k][tuple(index)] = v
+    return out
+
+
+#: the outputs of a run that have a basin axis (gathered from the windows of a tiled run)
+BASIN_OUTPUTS = ("q", "q_norm", "q_quantiles", "q_quantiles_norm")
+
+
 def run_tiled(net, inp: ModelInputs, windows: list, a: int, b: int, spin: int, device=None, with_obs: bool = True,
-              with_forecast: bool = True) -> PeriodRun:
-    """:func:`run_period` window by window (:mod:`hydrocast.tiles`; ``windows`` a plan of
+              with_forecast: bool = True, chunk_days: int = 0) -> PeriodRun:
+    """:func:`run_chunked` window by window (:mod:`hydrocast.tiles`; ``windows`` a plan of
     ``inp``'s basins): each window runs with its basins and the gauges that reach into it, and the
     basins' discharge (``q``, ``q_norm``, the quantiles) is put back in ``inp``'s basin order.
     Maps (``maps``, ``runoff``) and the final state are not assembled (None / absent)."""
-    n = len(inp.area_km2)
-    q = q_norm = None
-    extra: dict = {}
+    parts = []
     for w in windows:
         rows = list(w.basins)
-        if not rows:
-            continue
-        run = run_period(net, inp.window(w.rows, w.cols, rows), a, b, spin, device, with_obs, with_forecast)
-        if q is None:
-            q = np.full((run.q.shape[0], n, run.q.shape[2]), np.nan, dtype=run.q.dtype)
-            q_norm = np.full(q.shape, np.nan, dtype=run.q_norm.dtype)
-        q[:, rows], q_norm[:, rows] = run.q, run.q_norm
-        for k in ("q_quantiles", "q_quantiles_norm"):
-            if k in run.extra:
-                v = run.extra[k]
-                if k not in extra:
-                    extra[k] = np.full((v.shape[0], n, *v.shape[2:]), np.nan, dtype=v.dtype)
-                extra[k][:, rows] = v
-    if q is None:
+        if rows:
+            run = run_chunked(net, inp.window(w.rows, w.cols, rows), a, b, spin, device, with_obs, with_forecast,
+                              chunk_days=chunk_days)
+            parts.append((rows, {k: run[k] for k in BASIN_OUTPUTS if k in ("q", "q_norm") or k in run.extra}))
+    if not parts:
         raise ValueError("run_tiled: the windows hold no basin")
-    return PeriodRun(inp.reader.days[a:b + 1], q, q_norm, extra)
+    out = _gather(parts, len(inp.area_km2), axis=1)
+    return PeriodRun(inp.reader.days[a:b + 1], out.pop("q"), out.pop("q_norm"), out)
 
 
 def ungauged_rows(inp: ModelInputs) -> np.ndarray:
@@ -279,7 +329,7 @@ class _MemberForecasts:
     def __init__(self, name: str, days: np.ndarray, block: np.ndarray):
         self.names, self._days, self._block = [name], days, block  # block (T', L, H, W)
 
-    def read(self, name, days, n_leads):
+    def read(self, name, days, n_leads, cells=None):  # the block is the window's already (cells ignored)
         days = np.asarray(days, dtype="datetime64[D]")
         assert name == self.names[0] and np.array_equal(days, self._days) and n_leads == self._block.shape[1]
         return self._block
@@ -287,11 +337,11 @@ class _MemberForecasts:
 
 def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, state=None,
                 start: int | None = None, group: int = 8, with_maps: bool = False,
-                with_obs: bool = True) -> MemberRun | None:
+                with_obs: bool = True, chunk_days: int = 0) -> MemberRun | None:
     """:func:`run_period` once per member of the ensemble runs of ``inp.ensemble_name`` for issue
     days ``a..b``: the recurrent states over the observed days are computed once per ``group``
     members and every member is rolled from them. None where no issue day has members (days with
-    fewer members than the most are NaN past their count)."""
+    fewer members than the most are NaN past their count). ``chunk_days``: as :func:`run_chunked`."""
     import torch
 
     if inp.forecasts is None or not inp.ensemble_name:
@@ -303,10 +353,52 @@ def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, s
         return None
     device = device or torch.device("cpu")
     s = max(0, a - spin) if start is None else start
+    if chunk_days <= 0:
+        return _members(net, inp, a, b, s, state, device, group, with_maps, with_obs, n_real)[0]
+    state = advance(net, inp, s, a, state, device, with_obs, False, chunk_days)
+    runs = []
+    for c0 in range(a, b + 1, chunk_days):
+        c1 = min(c0 + chunk_days, b + 1) - 1
+        run, state = _members(net, inp, c0, c1, c0, state, device, group, with_maps, with_obs, n_real)
+        runs.append(run)
+    joined = _concat([{"q": r.q, **r.extra} for r in runs])
+    return MemberRun(days, counts, joined.pop("q"), joined)
+
+
+def members_tiled(net, inp: ModelInputs, windows: list, a: int, b: int, spin: int, device=None,
+                  with_obs: bool = True, chunk_days: int = 0, group: int = 8) -> MemberRun | None:
+    """:func:`run_members` window by window (as :func:`run_tiled`); the maps are not assembled."""
+    parts, first = [], None
+    for w in windows:
+        rows = list(w.basins)
+        if not rows:
+            continue
+        run = run_members(net, inp.window(w.rows, w.cols, rows), a, b, spin, device, group=group, with_obs=with_obs,
+                          chunk_days=chunk_days)
+        if run is None:
+            return None
+        first = first or run
+        parts.append((rows, {"q": run.q, **{k: v for k, v in run.extra.items() if k in BASIN_OUTPUTS}}))
+    if first is None:
+        return None
+    out = _gather(parts, len(inp.area_km2), axis=2)
+    return MemberRun(first.issue_days, first.n_members, out.pop("q"), out)
+
+
+def _members(net, inp: ModelInputs, a: int, b: int, s: int, state, device, group: int, with_maps: bool,
+             with_obs: bool, n_real: int) -> tuple[MemberRun, object]:
+    """:func:`run_members` of issue days ``a..b`` from the cube day ``s`` (and ``state``) with
+    ``n_real`` member slots; also returns the state after day ``b``."""
+    import torch
+
+    days = inp.reader.days[a:b + 1]
+    counts = inp.forecasts.member_count(inp.ensemble_name, days)
     base = streams_for(inp, s, b + 1, device, with_obs=with_obs, with_forecast=False)
     base["rollout_days"] = torch.arange(a - s, b - s + 1, device=device)
-    mm = inp.forecasts.read_members(inp.ensemble_name, days, inp.lead, n_real)  # (T', R, L, H, W)
+    cells = inp.reader.cells
+    mm = inp.forecasts.read_members(inp.ensemble_name, days, inp.lead, n_real, cells=cells)  # (T', R, L, H, W)
     outs: dict[str, list] = {}
+    final = None
     was_training = net.training
     net.eval()
     try:
@@ -319,6 +411,7 @@ def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, s
             streams = dict(base, forecast=torch.stack(members).unsqueeze(0).to(device))  # (1, R', T', L, C, H, W)
             with torch.inference_mode(), autocast(device):
                 out = net(streams, state)
+            final = out.get("state")
             for k in ("q", "q_quantiles") + (("maps", "runoff") if with_maps else ()):
                 if k in out:
                     v = out[k][0]
@@ -338,4 +431,4 @@ def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, s
         extra["q_quantiles"] = np.moveaxis(to_discharge(np.moveaxis(qq, -1, 0), inp.q_mean, inp.q_std,
                                                         inp.area_km2), 0, -1)
     extra.update(cat)
-    return MemberRun(days, counts, q, extra)
+    return MemberRun(days, counts, q, extra), final

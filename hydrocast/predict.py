@@ -62,6 +62,7 @@ class Forecaster:
             self.warmup = int(meta["warmup_days"])
             self.spin = int(meta.get("spin_up_days", self.warmup))
             self.ungauged_obs_leads = int(cfg.train.ungauged_observation_leads)
+            self.chunk_days = int(cfg.train.inference_chunk_days)
             self.observed = bool(self.net.hparams["observed"])
             self.forecast_name = (meta.get("forecast") or {}).get("source")
             self.q_mu = float(meta["discharge_normalisation"]["mean"])
@@ -257,10 +258,8 @@ class Forecaster:
             sub = BasinSet([basins.ids[k] for k in need], basins.channels[need], [basins.info[k] for k in need])
 
             def simulated():
-                from .forward import run_period
-
                 sim = np.full((b - a + 1, len(need)), np.nan)
-                sim[1:] = run_period(self.net, self.inputs(sub), a, b - 1, self.spin).q[:, :, 0]
+                sim[1:] = self.hindcast(self.net, sub, a, b - 1).q[:, :, 0]
                 return sim
 
             rows, notes = fit_basin_thresholds(sub.ids, self.reader.days[a:b + 1], None, simulated, th.return_periods,
@@ -321,20 +320,56 @@ class Forecaster:
                            obs_index=index, forecasts=self.forecasts, forecast_name=self.forecast_name,
                            ensemble_name=self.ensemble_name, obs_days=int(self.net.hparams.get("obs_days", 1)))
 
+    def windows(self, basins: BasinSet) -> list | None:
+        """The windows (:func:`hydrocast.tiles.plan_windows`) that ``basins`` are run in with
+        ``[train] tile_cells`` > 0 (each basin in one window, with its halo); None: the whole grid."""
+        tr = self.cfg.train
+        if tr.tile_cells <= 0 or not basins.ids:
+            return None
+        from .tiles import plan_windows
+
+        return plan_windows(basins.channels[:, 0], tr.tile_cells, tr.tile_halo_cells, basins.ids,
+                            where=self.cfg.where("train", "tile_cells"))
+
+    def hindcast(self, net, basins: BasinSet, a: int, b: int, with_obs: bool = True, with_forecast: bool = True,
+                 inp=None):
+        """``net``'s :class:`~hydrocast.forward.PeriodRun` of issue days ``a..b`` spun up over
+        ``spin_up_days``, ``[train] inference_chunk_days`` at a time, window by window with
+        ``tile_cells`` (then discharge only, no maps)."""
+        from .forward import run_chunked, run_tiled
+
+        inp = self.inputs(basins) if inp is None else inp
+        windows = self.windows(basins)
+        if windows is None:
+            return run_chunked(net, inp, a, b, self.spin, with_obs=with_obs, with_forecast=with_forecast,
+                               chunk_days=self.chunk_days)
+        return run_tiled(net, inp, windows, a, b, self.spin, with_obs=with_obs, with_forecast=with_forecast,
+                         chunk_days=self.chunk_days)
+
+    def members(self, basins: BasinSet, a: int, b: int):
+        """The ConvLSTM's run per ensemble member (:func:`hydrocast.forward.run_members`) of issue
+        days ``a..b``, chunked and tiled as :meth:`hindcast` (discharge only when tiled); None
+        without members in the period."""
+        from .forward import members_tiled, run_members
+
+        inp, windows = self.inputs(basins), self.windows(basins)
+        if windows is None:
+            return run_members(self.net, inp, a, b, self.spin, chunk_days=self.chunk_days)
+        return members_tiled(self.net, inp, windows, a, b, self.spin, chunk_days=self.chunk_days)
+
     def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False, with_obs: bool = True,
             with_forecast: bool = True) -> dict:
         """Forecasts for issue days ``a..b`` (cube indices, inclusive) through the one forward path
-        (:mod:`hydrocast.forward`), spun up over the model's ``spin_up_days``. Returns
-        ``{"convlstm": PeriodRun, "lumped_lstm": PeriodRun}`` (the latter with ``lumped=True``)."""
-        from .forward import blend_ungauged, run_period
+        (:mod:`hydrocast.forward`, :meth:`hindcast`), spun up over the model's ``spin_up_days``.
+        Returns ``{"convlstm": PeriodRun, "lumped_lstm": PeriodRun}`` (the latter with ``lumped=True``)."""
+        from .forward import blend_ungauged
 
         inp = self.inputs(basins)
         nets = {"convlstm": self.net, **({"lumped_lstm": self.lumped} if lumped else {})}
-        runs = {name: run_period(net, inp, a, b, self.spin, with_obs=with_obs, with_forecast=with_forecast)
-                for name, net in nets.items()}
+        runs = {name: self.hindcast(net, basins, a, b, with_obs, with_forecast, inp=inp) for name, net in nets.items()}
         rows = self.ungauged(inp) if with_obs else np.zeros(0, dtype=int)
         for name, net in nets.items() if len(rows) else ():
-            silent = run_period(net, inp, a, b, self.spin, with_obs=False, with_forecast=with_forecast)
+            silent = self.hindcast(net, basins, a, b, False, with_forecast, inp=inp)
             blend_ungauged(runs[name], silent, rows, self.ungauged_obs_leads)
         return runs
 
@@ -348,9 +383,12 @@ class Forecaster:
             return np.zeros(0, dtype=int)
         return ungauged_rows(inp)
 
-    def warm_state(self, i: int, log: Callable[[str], None] = lambda s: None) -> tuple[object, int, str]:
+    def warm_state(self, i: int, log: Callable[[str], None] = lambda s: None, window=None
+                   ) -> tuple[object, int, str]:
         """The ConvLSTM's recurrent state before issue day ``i``, continued from the saved state
-        (:mod:`hydrocast.state`) where it is still valid, else spun up over ``spin_up_days``.
+        (:mod:`hydrocast.state`) where it is still valid, else spun up over ``spin_up_days``
+        (``[train] inference_chunk_days`` at a time). ``window`` (:class:`hydrocast.tiles.Window`):
+        the state of the model run on that window of the grid only, kept in a file of its own.
 
         The state saved is the one after the last day ``c < i`` on which every input has data
         (the inputs that arrive late, such as ESA CCI, then never leave stale values in it); it is
@@ -358,10 +396,10 @@ class Forecaster:
         are unchanged. Returns ``(state, first day still to run, what was done)``."""
         import hashlib
 
-        from .forward import run_period
+        from .forward import advance
         from .state import SavedState, check_state, day_digests, inputs_status, load_state, save_state, state_path
 
-        path = state_path(self.reader.path, self.model_id)
+        path = state_path(self.reader.path, self.model_id, window)
         names = list(self.spec.dynamic)
         saved, why = load_state(path, self.model_id)
 
@@ -390,10 +428,12 @@ class Forecaster:
             c = min(min(self.reader.index(x) for x in last), i - 1)  # day i itself runs with the forecast
             if c >= start:
                 inp = self.inputs(BasinSet([], np.zeros((0, 2, *self.grid.shape), "float32"), []))
-                run = run_period(self.net, inp, c, c, 0, state=state, start=start)
+                if window is not None:
+                    inp = inp.window(window.rows, window.cols, [])
+                new = advance(self.net, inp, start, c + 1, state, chunk_days=self.chunk_days)
                 s0 = start if state is None else self.reader.index(saved.start_day)
                 tensors = {}
-                for k, (h, cc) in enumerate(run.state):
+                for k, (h, cc) in enumerate(new):
                     tensors[f"h{k}"], tensors[f"c{k}"] = h.detach().clone(), cc.detach().clone()
                 try:
                     save_state(path, SavedState(self.model_id, self.reader.days[s0], self.reader.days[c], tensors,
@@ -401,7 +441,7 @@ class Forecaster:
                                                 {"obs": obs_digest(s0, c)}))
                 except BusyError:
                     log(f"model state {path}: not saved (another run holds its lock)")
-                state, start = run.state, c + 1
+                state, start = new, c + 1
         return state, start, note
 
     def map_physical(self, maps_norm: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -425,7 +465,7 @@ class PredictResult:
                 "inputs": self.inputs}
 
 
-def _forecast_note(fc: Forecaster, day, ens=None) -> str:
+def _forecast_note(fc: Forecaster, day, n_members: int | None = None) -> str:
     if not fc.forecast_name:
         return "not used by this model"
     if fc.forecasts is None or not fc.forecasts.available(fc.forecast_name, np.array([day]))[0]:
@@ -434,8 +474,8 @@ def _forecast_note(fc: Forecaster, day, ens=None) -> str:
     else:
         ref = fc.forecasts.reference_time(np.array([day]))[0]
         note = f"{fc.forecast_name}: the run of {str(ref).replace('T', ' ')} UTC"
-    if ens is not None:
-        note += (f"; ensemble: the {int(ens.n_members[0])} members of {fc.ensemble_name} (one run each: "
+    if n_members is not None:
+        note += (f"; ensemble: the {n_members} members of {fc.ensemble_name} (one run each: "
                  "discharge_members, the quantiles pool their distributions, the maps' _median and _spread)")
     elif fc.ensemble_name:
         note += f"; no ensemble run of {fc.ensemble_name} for issue date {day}"
@@ -503,7 +543,6 @@ def predict(cfg: Config, basin_ids: list[str], out_dir: Path, issue_date: str | 
 
 
 def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) -> PredictResult:
-    from .forward import blend_ungauged, run_members, run_period
     from .fsio import prepare_out_dir
     from .ids import id_path
     from .netcdf import forecast_map_dataset, hydrograph_dataset, write_dataset
@@ -512,38 +551,21 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
     basins = fc.basin_set(basin_ids, basins_path)
     i = fc.issue_index(issue_date)
     day = fc.reader.days[i]
-    state, start, spin_note = fc.warm_state(i, log)
-    inp = fc.inputs(basins)
-    run = run_period(fc.net, inp, i, i, fc.spin, state=state, start=start)
-    ens = run_members(fc.net, inp, i, i, fc.spin, state=state, start=start, group=64, with_maps=True)
-    rows = fc.ungauged(inp)
-    if len(rows):  # their later leads as if every gauge were silent, spun up without observations
-        blend_ungauged(run, run_period(fc.net, inp, i, i, fc.spin, with_obs=False), rows, fc.ungauged_obs_leads)
-        if ens is not None:
-            blend_ungauged(ens, run_members(fc.net, inp, i, i, fc.spin, group=64, with_obs=False), rows,
-                           fc.ungauged_obs_leads, basin_axis=2)
+    boxes = [_map_box(basins.channels[n, 0], info["id"]) for n, info in enumerate(basins.info)]
+    fr = _forecast_windows(fc, basins, i, boxes, log)
     status = inputs_status(fc.reader, list(fc.spec.dynamic), i)
     if fc.forecast_name:
         have_fc = fc.forecasts is not None and bool(fc.forecasts.available(fc.forecast_name, np.array([day]))[0])
         status[fc.forecast_name] = {"last_day": str(day) if have_fc else None, "days_behind": 0 if have_fc else None,
                                     "missing_on_issue_day": not have_fc}
     provenance = {"hydrocast_inputs_status": status_attribute(status),
-                  "hydrocast_spin_up": spin_note,
-                  "hydrocast_weather_forecast": _forecast_note(fc, day, ens)}
-    q = run.q[0]  # (N, L)
-    qq = run.extra["q_quantiles"][0] if fc.levels is not None else None  # (N, L, Q)
-    sm, mo = fc.map_physical(run["maps"][0])  # (L, H, W)
-    runoff = run["runoff"][0]
-    members = None  # (N, L, R): the run of each ensemble member
-    if ens is not None:
-        r = int(ens.n_members[0])
-        members = np.moveaxis(ens.q[0, :r], 0, -1)
-        if qq is not None:
-            from .probmetrics import pooled_quantiles
+                  "hydrocast_weather_forecast": _forecast_note(fc, day, fr.n_members)}
+    q, qq, members, r = fr.q, fr.qq, fr.members, fr.n_members  # (N, L), (N, L, Q), (N, L, R)
+    mo = fc.meta["map_outputs"][0]
+    if members is not None and qq is not None:
+        from .probmetrics import pooled_quantiles
 
-            qq = pooled_quantiles(fc.levels, ens.extra["q_quantiles"][0, :r], fc.ensemble_scale).astype("float32")
-        sm_members, _ = fc.map_physical(ens.extra["maps"][0, :r])  # (R, L, H, W)
-        runoff_members = ens.extra["runoff"][0, :r]
+        qq = pooled_quantiles(fc.levels, fr.member_qq, fc.ensemble_scale).astype("float32")
     thresholds = fc.thresholds(basins, log) if qq is not None else {}
     out_dir = prepare_out_dir(Path(out_dir))
     result = PredictResult(issue_date=str(day), model_id=fc.model_id, inputs={k: dict(v) for k, v in status.items()})
@@ -560,28 +582,26 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
                                  model_id=fc.model_id, quantiles=None if qq is None else qq[n:n + 1],
                                  levels=fc.levels, thresholds=warn["netcdf"] if warn else None,
                                  members=None if members is None else members[n:n + 1])
-        hyd.attrs.update(provenance, hydrocast_observed_discharge=_obs_note(fc, info, last_t, day))
+        hyd.attrs.update(provenance, hydrocast_spin_up=fr.spin_notes[n],
+                         hydrocast_observed_discharge=_obs_note(fc, info, last_t, day))
         frac = basins.channels[n, 0]
-        rows, cols = np.nonzero(frac > 0)
-        if rows.size == 0:
-            raise BadInputError(f"basin {info['id']}: covers no cell of the grid")
-        h, w = frac.shape
-        window = (max(rows.min() - 1, 0), min(rows.max() + 2, h), max(cols.min() - 1, 0), min(cols.max() + 2, w))
+        window = fr.boxes[n]
         r0, r1, c0, c1 = window
+        crop = fr.crops[n]
         sm_attrs = {k: v for k, v in mo.items() if k in ("units", "standard_name")}
         sm_attrs.update(long_name="forecast surface soil moisture", cell_methods="time: mean")
         ro_attrs = {"units": "1", "long_name": "where the model generates the runoff that reaches the outlet at "
                                                "each lead (relative, basin-masked)"}
         maps = {
-            mo["name"]: (sm[:, r0:r1, c0:c1], sm_attrs),
-            "runoff_generation": ((runoff * frac[None])[:, r0:r1, c0:c1], ro_attrs),
+            mo["name"]: (crop["sm"], sm_attrs),
+            "runoff_generation": (crop["runoff"] * frac[None, r0:r1, c0:c1], ro_attrs),
         }
-        if ens is not None:
-            maps.update(_member_maps(mo["name"], sm_members[..., r0:r1, c0:c1], sm_attrs))
-            maps.update(_member_maps("runoff_generation", (runoff_members * frac)[..., r0:r1, c0:c1], ro_attrs))
+        if members is not None:
+            maps.update(_member_maps(mo["name"], crop["sm_members"], sm_attrs))
+            maps.update(_member_maps("runoff_generation", crop["runoff_members"] * frac[r0:r1, c0:c1], ro_attrs))
         mp = forecast_map_dataset(fc.grid, window, day, leads, maps, frac[r0:r1, c0:c1], info["id"],
-                                  model_id=fc.model_id, realizations=None if ens is None else r)
-        mp.attrs.update(provenance)
+                                  model_id=fc.model_id, realizations=r)
+        mp.attrs.update(provenance, hydrocast_spin_up=fr.spin_notes[n])
         base = id_path(out_dir, info["id"], f"_{stamp}_{fc.model_id}")
         products.append((n, info, hyd, mp, base, recent, maps, window, warn))
         entry = {"id": info["id"], "gauged": info["gauged"], "area_km2": round(info["area_km2"], 1),
@@ -636,6 +656,95 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
     return result
 
 
+def _map_box(frac: np.ndarray, basin_id: str) -> tuple[int, int, int, int]:
+    """Rows and columns (``r0, r1, c0, c1``, ends exclusive) of a basin's forecast maps: its
+    cells' bounding box and one cell around it (clamped to the grid)."""
+    rows, cols = np.nonzero(frac > 0)
+    if rows.size == 0:
+        raise BadInputError(f"basin {basin_id}: covers no cell of the grid")
+    h, w = frac.shape
+    return (int(max(rows.min() - 1, 0)), int(min(rows.max() + 2, h)), int(max(cols.min() - 1, 0)),
+            int(min(cols.max() + 2, w)))
+
+
+@dataclass
+class WindowForecasts:
+    """One issue day's forecasts of every basin of a :class:`BasinSet`, run window by window
+    (:func:`_forecast_windows`): ``q`` (N, L) m3/s, ``qq`` (N, L, Q) the model's quantiles (None
+    without), ``members`` (N, L, R) and ``member_qq`` (R, N, L, Q) the ensemble members' runs
+    (None without), ``crops`` per basin its maps cut to ``boxes[n]`` (``sm``, ``runoff``
+    (L, h, w); ``sm_members``, ``runoff_members`` (R, L, h, w) with members) and ``spin_notes``
+    how its window's state was obtained."""
+
+    q: np.ndarray
+    qq: np.ndarray | None
+    members: np.ndarray | None
+    member_qq: np.ndarray | None
+    n_members: int | None
+    boxes: list
+    crops: list
+    spin_notes: list
+
+
+def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log) -> WindowForecasts:
+    """The forecasts of issue day ``i`` for ``basins``: on the whole grid, or (``[train]
+    tile_cells`` > 0) window by window (:meth:`Forecaster.windows`), each window with its own saved
+    state, its basins and the gauges that reach into it; every basin's maps are cut from its own
+    window's (a box outside the window is clipped to it)."""
+    from .forward import blend_ungauged, run_chunked, run_members
+
+    inp_all = fc.inputs(basins)
+    windows = fc.windows(basins)
+    groups = [(None, list(range(len(basins.ids))))] if windows is None else \
+        [(w, list(w.basins)) for w in windows if w.basins]
+    n, lead, ck = len(basins.ids), fc.lead, fc.chunk_days
+    q = np.full((n, lead), np.nan, dtype="float32")
+    qq = np.full((n, lead, len(fc.levels)), np.nan, dtype="float32") if fc.levels is not None else None
+    members = member_qq = n_members = None
+    crops, notes, boxes = [None] * n, [""] * n, list(boxes)
+    for w, rows in groups:
+        inp = inp_all if w is None else inp_all.window(w.rows, w.cols, rows)
+        y0, x0 = (0, 0) if w is None else (w.y0, w.x0)
+        state, start, note = fc.warm_state(i, log, window=w)
+        run = run_chunked(fc.net, inp, i, i, fc.spin, state=state, start=start, chunk_days=ck)
+        ens = run_members(fc.net, inp, i, i, fc.spin, state=state, start=start, group=64, with_maps=True,
+                          chunk_days=ck)
+        silent = fc.ungauged(inp)
+        if len(silent):  # their later leads as if every gauge were silent, spun up without observations
+            blend_ungauged(run, run_chunked(fc.net, inp, i, i, fc.spin, with_obs=False, chunk_days=ck), silent,
+                           fc.ungauged_obs_leads)
+            if ens is not None:
+                blend_ungauged(ens, run_members(fc.net, inp, i, i, fc.spin, group=64, with_obs=False, chunk_days=ck),
+                               silent, fc.ungauged_obs_leads, basin_axis=2)
+        sm = fc.map_physical(run["maps"][0])[0]  # (L, h, w) of the window
+        runoff = run["runoff"][0]
+        if ens is not None:
+            r = int(ens.n_members[0])
+            if members is None:
+                n_members = r
+                members = np.full((n, lead, r), np.nan, dtype="float32")
+                member_qq = np.full((r, n, lead, len(fc.levels)), np.nan) if qq is not None else None
+            sm_m, ro_m = fc.map_physical(ens.extra["maps"][0, :r])[0], ens.extra["runoff"][0, :r]
+        for k, nb in enumerate(rows):
+            q[nb] = run.q[0, k]
+            if qq is not None:
+                qq[nb] = run.extra["q_quantiles"][0, k]
+            r0, r1, c0, c1 = boxes[nb]
+            if w is not None:
+                r0, r1, c0, c1 = max(r0, w.y0), min(r1, w.y1), max(c0, w.x0), min(c1, w.x1)
+                boxes[nb] = (r0, r1, c0, c1)
+            cut = (slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
+            crops[nb] = {"sm": sm[(slice(None), *cut)], "runoff": runoff[(slice(None), *cut)]}
+            if ens is not None:
+                members[nb] = np.moveaxis(ens.q[0, :r, k], 0, -1)
+                if member_qq is not None:
+                    member_qq[:, nb] = ens.extra["q_quantiles"][0, :r, k]
+                crops[nb].update(sm_members=sm_m[(slice(None), slice(None), *cut)],
+                                 runoff_members=ro_m[(slice(None), slice(None), *cut)])
+            notes[nb] = note
+    return WindowForecasts(q, qq, members, member_qq, n_members, boxes, crops, notes)
+
+
 def _threshold_key(channels: np.ndarray, th, span: tuple[int, int]) -> str:
     """What an ungauged basin's cached thresholds depend on: its grid cells and distances, the
     ``[thresholds]`` settings and the hindcast's span."""
@@ -675,8 +784,7 @@ def _warnings(fc: Forecaster, rows: list, qq) -> dict | None:
 def _past_simulation(fc: Forecaster, basins: BasinSet, i: int, days: int = 60):
     """(days, (days, N) m3/s) the ConvLSTM's lead-1 forecasts of the ``days`` days up to issue day ``i``
     (the simulated past of a fan chart)."""
-    from .forward import run_period
 
     a = max(i - days, 0)
-    run = run_period(fc.net, fc.inputs(basins), a, i - 1, fc.spin)
+    run = fc.hindcast(fc.net, basins, a, i - 1)
     return run.issue_days + np.timedelta64(1, "D"), run.q[:, :, 0]

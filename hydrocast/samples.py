@@ -235,8 +235,7 @@ class CubeReader:
         if slot is None:
             return out
         if forecasts is not None and name is not None and name in forecasts.names:
-            # the forecast store is read whole-grid and cut to the window (its reader has no window)
-            mm = np.ascontiguousarray(self.crop(np.asarray(forecasts.read(name, issue, lead), dtype="float32")))
+            mm = np.asarray(forecasts.read(name, issue, lead, cells=self.cells), dtype="float32")  # this window's cells
         else:
             mm = np.full((T, lead, *self.shape), np.nan, dtype="float32")
         if stand_in is not None:

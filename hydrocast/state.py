@@ -12,7 +12,9 @@ Contract (written once, here)
 
 =========================== =======================================================================
 file                        ``<cube folder>/<cube stem>.state/<model id>.safetensors``
-                            (:func:`state_path`): one per model, beside the cube
+                            (:func:`state_path`): one per model, beside the cube; run window by
+                            window (``[train] tile_cells``), one per window:
+                            ``<model id>.y<y0>-<y1>.x<x0>-<x1>.safetensors`` (its grid rows and columns)
 tensors                     the caller's tensors (name -> torch.Tensor), any dtype, stored on CPU
 metadata                    one safetensors metadata key ``hydrocast_state``, a JSON object:
                             ``format`` "hydrocast-state", ``format_version`` 1, ``model_id``,
@@ -67,12 +69,15 @@ _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 # -- where ----------------------------------------------------------------------------------------
-def state_path(cube_path: Path, model_id: str) -> Path:
-    """``<cube folder>/<cube stem>.state/<model_id>.safetensors``."""
+def state_path(cube_path: Path, model_id: str, window=None) -> Path:
+    """``<cube folder>/<cube stem>.state/<model_id>.safetensors``; the state of one window (an
+    object with ``y0, y1, x0, x1``, :class:`hydrocast.tiles.Window`) of the grid:
+    ``<model_id>.y<y0>-<y1>.x<x0>-<x1>.safetensors``."""
     if not _MODEL_ID.match(str(model_id)):
         raise ValueError(f"model id {model_id!r} is not a plain file name")
     cube_path = Path(cube_path)
-    return cube_path.parent / f"{cube_path.stem}.state" / f"{model_id}.safetensors"
+    name = model_id if window is None else f"{model_id}.y{window.y0}-{window.y1}.x{window.x0}-{window.x1}"
+    return cube_path.parent / f"{cube_path.stem}.state" / f"{name}.safetensors"
 
 
 # -- what the state consumed ----------------------------------------------------------------------

@@ -270,11 +270,12 @@ class Trainer:
     def run(self, net, a: int, b: int):
         """The one forward path over issue days a..b (see :mod:`hydrocast.forward`); tiled
         (``tile_cells`` > 0): window by window, discharge only (no maps)."""
-        from .forward import run_period, run_tiled
+        from .forward import run_chunked, run_tiled
 
+        chunk = self.cfg.train.inference_chunk_days
         if self.plan is not None:
-            return run_tiled(net, self.inputs, self.plan, a, b, self.spin, self.device)
-        return run_period(net, self.inputs, a, b, self.spin, self.device)
+            return run_tiled(net, self.inputs, self.plan, a, b, self.spin, self.device, chunk_days=chunk)
+        return run_chunked(net, self.inputs, a, b, self.spin, self.device, chunk_days=chunk)
 
     def validation_nse(self, net) -> np.ndarray:
         """Per basin, the NSE on the validation period averaged over the lead days 1..L (every
@@ -294,10 +295,11 @@ class Trainer:
         """:meth:`validation_nse` of the basins ``rows`` (default: all)."""
         import dataclasses
 
-        from .forward import run_period
+        from .forward import run_chunked
         from .metrics import nse
 
         v0, v1 = self.periods.v0, self.periods.v1
+        chunk = self.cfg.train.inference_chunk_days
         if self.plan is not None:  # tiled: the windows' runs, each with its basins (of ``rows``)
             from .forward import run_tiled
 
@@ -306,7 +308,8 @@ class Trainer:
                 keep = set(rows)
                 plan = [dataclasses.replace(w, basins=tuple(n for n in w.basins if n in keep)) for w in plan]
             rows = range(len(self.basins)) if rows is None else rows
-            sim = run_tiled(net, self.inputs, plan, v0, v1 - 1, self.spin, self.device).q[:, list(rows)]
+            sim = run_tiled(net, self.inputs, plan, v0, v1 - 1, self.spin, self.device,
+                            chunk_days=chunk).q[:, list(rows)]
         elif rows is None:
             sim = self.run(net, v0, v1 - 1).q  # issue days whose lead-1 target is in the period
             rows = range(len(self.basins))
@@ -314,7 +317,7 @@ class Trainer:
             sel = np.arange(rows.start, rows.stop)
             inp = dataclasses.replace(self.inputs, basins=self.inputs.basins[sel], area_km2=self.area_km2[sel],
                                       obs_index=None if self.inputs.obs_index is None else self.inputs.obs_index[sel])
-            sim = run_period(net, inp, v0, v1 - 1, self.spin, self.device).q
+            sim = run_chunked(net, inp, v0, v1 - 1, self.spin, self.device, chunk_days=chunk).q
         n_days, lead = sim.shape[0], sim.shape[-1]
         out = np.full((lead, len(rows)), np.nan)
         for l in range(lead):  # noqa: E741 - the lead index
@@ -354,7 +357,7 @@ class Trainer:
         import dataclasses
 
         from .forecasts import ensemble_source
-        from .forward import run_members
+        from .forward import members_tiled, run_members
         from .model import QUANTILE_LEVELS, fit_spread_scale
         from .probmetrics import mixture_quantiles
         from .windows import targets
@@ -364,7 +367,11 @@ class Trainer:
             return None
         v0, v1 = self.periods.v0, self.periods.v1
         inp = dataclasses.replace(self.inputs, ensemble_name=name)
-        run = run_members(net, inp, v0, v1 - 1, self.spin, self.device)
+        chunk = self.cfg.train.inference_chunk_days
+        if self.plan is not None:
+            run = members_tiled(net, inp, self.plan, v0, v1 - 1, self.spin, self.device, chunk_days=chunk)
+        else:
+            run = run_members(net, inp, v0, v1 - 1, self.spin, self.device, chunk_days=chunk)
         if run is None:
             return None
         levels = np.asarray(QUANTILE_LEVELS)

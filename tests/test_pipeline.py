@@ -339,8 +339,8 @@ def test_predict_and_evaluate_with_ensemble_members(work, cube, tmp_path):
             class One:
                 names = [fc.forecast_name]
 
-                def read(self, name, days, n, r=r):
-                    return store_r.read_members("ens", days, n, 4)[:, r]
+                def read(self, name, days, n, r=r, cells=None):
+                    return store_r.read_members("ens", days, n, 4, cells=cells)[:, r]
 
             inp = fc.inputs(basins)
             inp.forecasts = One()
@@ -494,17 +494,18 @@ def test_ungauged_basins_read_the_gauges_observations_at_lead_1_only(work, train
             silent = run_period(fc.net, inp, a, b, fc.spin, with_obs=False)
             assert np.abs(both.q - silent.q).max() > 1e-3  # the observations matter for these basins
             got = fc.run(basins, a, b)["convlstm"]
-            np.testing.assert_array_equal(got.q[:, :, 0], both.q[:, :, 0])
+            np.testing.assert_allclose(got.q[:, :, 0], both.q[:, :, 0], rtol=1e-5, atol=1e-5)
             want = silent.q[:, :, 1:] if ungauged else both.q[:, :, 1:]
-            np.testing.assert_array_equal(got.q[:, :, 1:], want)
-            np.testing.assert_array_equal(got.extra["q_quantiles"][:, :, 1:],
-                                          (silent if ungauged else both).extra["q_quantiles"][:, :, 1:])
+            np.testing.assert_allclose(got.q[:, :, 1:], want, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(got.extra["q_quantiles"][:, :, 1:],
+                                       (silent if ungauged else both).extra["q_quantiles"][:, :, 1:],
+                                       rtol=1e-5, atol=1e-5)
         every = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ungauged_observation_leads=3))
     basins_path = SAMPLE / "basins" / "ungauged.geojson"
     with Forecaster(every) as fc3:
         basins = fc3.basin_set(["all"], basins_path)
-        np.testing.assert_array_equal(fc3.run(basins, a, b)["convlstm"].q,
-                                      run_period(fc3.net, fc3.inputs(basins), a, b, fc3.spin).q)
+        np.testing.assert_allclose(fc3.run(basins, a, b)["convlstm"].q,
+                                      run_period(fc3.net, fc3.inputs(basins), a, b, fc3.spin).q, rtol=1e-5, atol=1e-5)
     out = tmp_path / "fc"
     res = invoke("predict", "--config", str(work / "hydrocast.toml"), "--basins", str(basins_path), "--basin", "PT07",
                  "--issue-date", "2020-06-10", "--out", str(out), "--json", "--quiet")
@@ -516,6 +517,128 @@ def test_ungauged_basins_read_the_gauges_observations_at_lead_1_only(work, train
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)  # (rounded to 3 decimals in the JSON)
     with xr.open_dataset(next(out.glob("PT07_*_hydrograph.nc"))) as ds:  # the file says how it was made
         assert "leads 2..3 as if every gauge were silent" in ds.attrs["hydrocast_observed_discharge"]
+
+
+def test_a_run_in_chunks_of_days_is_the_one_long_run(work, trained):
+    """[train] inference_chunk_days: the spin-up and the issue days run a few days at a time, the
+    state carried, give the one sequence's forecasts, maps and state (ConvLSTM and lumped LSTM)."""
+    import torch
+
+    from hydrocast import config
+    from hydrocast.forward import run_chunked, run_period
+    from hydrocast.predict import Forecaster
+
+    with Forecaster(config.load(work / "hydrocast.toml")) as fc:
+        basins = fc.basin_set(["all"])
+        inp = fc.inputs(basins)
+        a = fc.issue_index("2020-03-01")
+        for net in (fc.net, fc.lumped):
+            one = run_period(net, inp, a, a + 19, 60)
+            for chunk in (7, 20, 200):
+                got = run_chunked(net, inp, a, a + 19, 60, chunk_days=chunk)
+                assert got.q.shape == one.q.shape and set(got.extra) == set(one.extra)
+                np.testing.assert_allclose(got.q, one.q, rtol=1e-5, atol=1e-6)
+                for k in one.extra:
+                    np.testing.assert_allclose(got.extra[k], one.extra[k], rtol=1e-5, atol=1e-6)
+                flat = [t for pair in ([one.state] if net is fc.lumped else one.state) for t in pair]
+                flat_got = [t for pair in ([got.state] if net is fc.lumped else got.state) for t in pair]
+                for x, y in zip(flat_got, flat):
+                    torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+        assert fc.chunk_days == 90  # the default: evaluate and predict run chunked
+
+
+def _tiled(work, tmp_path, tile: int, halo: int = 2):
+    """The trained project's config with [train] tile_cells = tile (the same model)."""
+    text = (work / "hydrocast.toml").read_text()
+    cfg = tmp_path / f"tiled{tile}.toml"
+    cfg.write_text(text.replace("[train]\n", f"[train]\ntile_cells = {tile}\ntile_halo_cells = {halo}\n", 1))
+    return cfg
+
+
+def test_tiled_predict_and_evaluate_run_each_basin_in_its_window(work, trained, tmp_path, monkeypatch):
+    """[train] tile_cells > 0: predict and evaluate run window by window (hydrocast.tiles). Each
+    basin's forecast is the model run on its window alone with that basin (independent path), gauged
+    and ungauged (leads 2-3 silent); predict keeps one state per window and continues from it, its
+    maps are the window run's cut to the basin; evaluate's hindcast is the tiled run; one window over
+    the whole grid is the whole-domain forecast."""
+    from hydrocast import config, forward
+    from hydrocast.forward import run_period
+    from hydrocast.predict import Forecaster
+    from hydrocast.state import state_path
+
+    ungauged = SAMPLE / "basins" / "ungauged.geojson"
+    with Forecaster(config.load(work / "hydrocast.toml")) as whole:
+        a = whole.issue_index("2020-06-01")
+        b = a + 4
+        ref = {p: whole.run(whole.basin_set(["all"], p), a, b, lumped=True) for p in (None, ungauged)}
+    with Forecaster(config.load(_tiled(work, tmp_path, 24))) as fc:
+        for path in (None, ungauged):
+            basins = fc.basin_set(["all"], path)
+            plan = fc.windows(basins)
+            assert len(plan) > 1 and all(w.shape == (24, 24) for w in plan)
+            runs = fc.run(basins, a, b, lumped=True)
+            inp = fc.inputs(basins)
+            for w in plan:
+                for n in w.basins:
+                    alone = inp.window(w.rows, w.cols, [n])
+                    for name, net in (("convlstm", fc.net), ("lumped_lstm", fc.lumped)):
+                        own = run_period(net, alone, a, b, fc.spin).q[:, 0]
+                        if path is not None:  # ungauged: leads 2.. as if every gauge were silent
+                            own[:, 1:] = run_period(net, alone, a, b, fc.spin, with_obs=False).q[:, 0, 1:]
+                        np.testing.assert_allclose(runs[name].q[:, n], own, rtol=1e-4, atol=1e-5)
+            # the lumped LSTM reads basin means: the window changes nothing
+            np.testing.assert_allclose(runs["lumped_lstm"].q, ref[path]["lumped_lstm"].q, rtol=1e-4, atol=1e-5)
+        # every map the tiled run reads is a window's, never the grid's
+        shapes = []
+        real = forward.streams_for
+        monkeypatch.setattr(forward, "streams_for", lambda *a, **k: shapes.append(real(*a, **k)) or shapes[-1])
+        fc.run(fc.basin_set(["all"]), a, a, lumped=True)
+        monkeypatch.undo()
+        assert len(shapes) > 2 and {tuple(s["dynamic"].shape[-2:]) for s in shapes} == {(24, 24)}
+        assert {tuple(s["basins"].shape[-2:]) for s in shapes} == {(24, 24)}
+        basins = fc.basin_set(["all"])
+        plan = fc.windows(basins)
+        i = fc.issue_index("2020-06-10")
+        inp = fc.inputs(basins)
+        want = {basins.ids[n]: run_period(fc.net, inp.window(w.rows, w.cols, list(w.basins)), i, i, fc.spin)
+                for w in plan for n in w.basins}
+        model_id = fc.model_id
+    with Forecaster(config.load(_tiled(work, tmp_path, 32))) as one:  # one window over the grid
+        basins = one.basin_set(["all"])
+        assert len(one.windows(basins)) == 1
+        np.testing.assert_allclose(one.run(basins, a, b)["convlstm"].q, ref[None]["convlstm"].q, rtol=1e-4, atol=1e-5)
+
+    cfg = _tiled(work, tmp_path, 24)
+    out = tmp_path / "fc"
+    for day, spin in (("2020-06-10", "spun up"), ("2020-06-11", "continued from the saved state of 2020-06-09")):
+        res = invoke("predict", "--config", str(cfg), "--basin", "all", "--issue-date", day, "--out", str(out),
+                     "--json", "--quiet")
+        assert res.exit_code == 0, res.output
+        for w in plan:  # one saved state per window
+            assert state_path(work / "cube.nc", model_id, w).exists()
+        if day == "2020-06-10":
+            got = {e["id"]: e["discharge_m3s"] for e in json.loads(res.stdout)["basins"]}
+            for n, bid in enumerate(basins.ids):
+                w = next(w for w in plan if n in w.basins)
+                k = list(w.basins).index(n)
+                np.testing.assert_allclose(got[bid], want[bid].q[0, k], rtol=1e-3, atol=1e-3)
+                with xr.open_dataset(next(out.glob(f"{bid}_20200610_*_maps.nc"))) as ds:
+                    rows = np.flatnonzero(np.isin(np.round(fc.grid.y, 6), np.round(ds["y"].values, 6)))
+                    cols = np.flatnonzero(np.isin(np.round(fc.grid.x, 6), np.round(ds["x"].values, 6)))
+                    assert w.y0 <= rows[0] and rows[-1] < w.y1 and w.x0 <= cols[0] and cols[-1] < w.x1
+                    sm = fc.map_physical(want[bid]["maps"][0])[0][:, rows - w.y0][:, :, cols - w.x0]
+                    np.testing.assert_allclose(ds["soil_moisture"].values, sm, rtol=1e-4, atol=1e-4)
+        with xr.open_dataset(next(out.glob(f"PT01_{day.replace('-', '')}_*_hydrograph.nc"))) as ds:
+            assert ds.attrs["hydrocast_spin_up"].startswith(spin)
+
+    ev = tmp_path / "ev"
+    res = invoke("evaluate", "--config", str(cfg), "--period", "2020-06-01:2020-06-05", "--out", str(ev), "--quiet")
+    assert res.exit_code == 0, res.output
+    with Forecaster(config.load(cfg)) as fc, xr.open_dataset(ev / "hindcast.nc") as ds:
+        basins = fc.basin_set(["all"])
+        tiled = fc.run(basins, a, b)["convlstm"].q  # (T, N, L)
+        sim = ds["discharge_simulated"].transpose("basin", "forecast_reference_time", "lead_time").values
+        np.testing.assert_allclose(sim, np.swapaxes(tiled, 0, 1), rtol=1e-4, atol=1e-4)
 
 
 def test_ungauged_thresholds_are_fitted_once_and_kept(work, trained, tmp_path, monkeypatch):

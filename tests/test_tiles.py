@@ -321,11 +321,12 @@ class _Forecasts:
 
     names, path = ["fc"], None
 
-    def read(self, name, days, n_leads):
+    def read(self, name, days, n_leads, cells=None):
         day = (np.asarray(days, dtype="datetime64[D]").astype(int) % 7).astype("float32")
         y, x = np.mgrid[0:32, 0:32]
-        return (day[:, None, None, None] + np.arange(n_leads)[None, :, None, None]
-                + (0.1 * y + 0.01 * x)[None, None]).astype("float32")
+        out = (day[:, None, None, None] + np.arange(n_leads)[None, :, None, None]
+               + (0.1 * y + 0.01 * x)[None, None]).astype("float32")
+        return out if cells is None else out[..., cells[0], cells[1]]
 
 
 def test_a_window_forecast_stream_is_the_whole_one_cut(trainer):
