@@ -519,11 +519,13 @@ def test_ungauged_basins_read_the_gauges_observations_at_lead_1_only(work, train
         assert "leads 2..3 as if every gauge were silent" in ds.attrs["hydrocast_observed_discharge"]
 
 
+def _close(got, want):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(float(np.abs(want).max()), 1e-6))
+
+
 def test_a_run_in_chunks_of_days_is_the_one_long_run(work, trained):
     """[train] inference_chunk_days: the spin-up and the issue days run a few days at a time, the
     state carried, give the one sequence's forecasts, maps and state (ConvLSTM and lumped LSTM)."""
-    import torch
-
     from hydrocast import config
     from hydrocast.forward import run_chunked, run_period
     from hydrocast.predict import Forecaster
@@ -537,13 +539,15 @@ def test_a_run_in_chunks_of_days_is_the_one_long_run(work, trained):
             for chunk in (7, 20, 200):
                 got = run_chunked(net, inp, a, a + 19, 60, chunk_days=chunk)
                 assert got.q.shape == one.q.shape and set(got.extra) == set(one.extra)
-                np.testing.assert_allclose(got.q, one.q, rtol=1e-5, atol=1e-6)
+                # float32 sums in another order (thread splits differ with the sequence length):
+                # agreement to 1e-4 of each field's own scale; a state not carried is off by ~1e-1
+                _close(got.q, one.q)
                 for k in one.extra:
-                    np.testing.assert_allclose(got.extra[k], one.extra[k], rtol=1e-5, atol=1e-6)
+                    _close(got.extra[k], one.extra[k])
                 flat = [t for pair in ([one.state] if net is fc.lumped else one.state) for t in pair]
                 flat_got = [t for pair in ([got.state] if net is fc.lumped else got.state) for t in pair]
                 for x, y in zip(flat_got, flat):
-                    torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+                    _close(x.numpy(), y.numpy())
         assert fc.chunk_days == 90  # the default: evaluate and predict run chunked
 
 
