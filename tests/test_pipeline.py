@@ -390,6 +390,50 @@ def test_predict_and_evaluate_with_ensemble_members(work, cube, tmp_path):
         q_ens = ds["discharge_convlstm_ensemble_quantiles"]
         assert np.isfinite(q_ens.sel(forecast_reference_time="2020-07-01").values).all()
         assert np.isnan(q_ens.sel(forecast_reference_time="2020-06-21").values).all()
+    _members_in_chunks_and_windows(cfg, tmp_path, "2020-06-27", 6)
+
+
+def _members_in_chunks_and_windows(cfg, tmp_path, first: str, days: int):
+    """The run per ensemble member (evaluate's member-driven distribution, the ensemble calibration)
+    of ``days`` issue days from ``first``: the same members run in chunks of days as in one piece,
+    window by window as on the whole domain when one window covers the grid, and each basin's
+    members in a 24-cell window are those of that basin run alone in its window (quantiles too)."""
+    from hydrocast import config
+    from hydrocast.forward import run_members
+    from hydrocast.predict import Forecaster
+
+    def same(x, y):
+        _close(np.nan_to_num(x, nan=-1.0), np.nan_to_num(y, nan=-1.0))
+
+    with Forecaster(config.load(cfg)) as fc:
+        basins = fc.basin_set(["all"])
+        inp = fc.inputs(basins)
+        a = fc.issue_index(first)
+        b = a + days - 1
+        one = run_members(fc.net, inp, a, b, fc.spin)  # (issue day, member, basin, lead)
+        assert one.q.shape[0] == days and one.q.shape[1] > 1 and one.q.shape[2] == len(basins.ids)
+        assert np.isfinite(one.q).all()
+        for chunk in (2, days):
+            got = run_members(fc.net, inp, a, b, fc.spin, chunk_days=chunk)
+            assert got.q.shape == one.q.shape and set(got.extra) == set(one.extra)
+            for k in ("q", *one.extra):
+                same(getattr(got, k) if k == "q" else got.extra[k], getattr(one, k) if k == "q" else one.extra[k])
+        same(fc.members(basins, a, b).q, one.q)  # the default chunking
+    for tile in (32, 24):
+        with Forecaster(config.load(_tiled(cfg, tmp_path, tile))) as fc:
+            basins = fc.basin_set(["all"])
+            plan = fc.windows(basins)
+            assert (len(plan) == 1) == (tile == 32)
+            got = fc.members(basins, a, b)
+            if tile == 32:  # one window over the grid: the whole domain's members
+                same(got.q, one.q)
+                continue
+            inp = fc.inputs(basins)
+            for w in plan:
+                for n in w.basins:
+                    alone = run_members(fc.net, inp.window(w.rows, w.cols, [n]), a, b, fc.spin)
+                    same(got.q[:, :, n], alone.q[:, :, 0])
+                    same(got.extra["q_quantiles"][:, :, n], alone.extra["q_quantiles"][:, :, 0])
 
 
 def test_a_zarr_cube_gives_the_same_forecast(work, trained, tmp_path):
@@ -552,8 +596,9 @@ def test_a_run_in_chunks_of_days_is_the_one_long_run(work, trained):
 
 
 def _tiled(work, tmp_path, tile: int, halo: int = 2):
-    """The trained project's config with [train] tile_cells = tile (the same model)."""
-    text = (work / "hydrocast.toml").read_text()
+    """The trained project's config (``work``/hydrocast.toml, or the config file ``work``) with
+    [train] tile_cells = tile (the same model)."""
+    text = (work if work.suffix == ".toml" else work / "hydrocast.toml").read_text()
     cfg = tmp_path / f"tiled{tile}.toml"
     cfg.write_text(text.replace("[train]\n", f"[train]\ntile_cells = {tile}\ntile_halo_cells = {halo}\n", 1))
     return cfg
