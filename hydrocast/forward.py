@@ -281,6 +281,15 @@ def run_tiled(net, inp: ModelInputs, windows: list, a: int, b: int, spin: int, d
     return PeriodRun(inp.reader.days[a:b + 1], out.pop("q"), out.pop("q_norm"), out)
 
 
+def run_plan(net, inp: ModelInputs, windows: list | None, a: int, b: int, spin: int, device=None,
+             with_obs: bool = True, with_forecast: bool = True, chunk_days: int = 0) -> PeriodRun:
+    """:func:`run_chunked` on the whole grid (``windows`` None) or :func:`run_tiled` window by
+    window: the one choice every hindcast makes."""
+    if windows is None:
+        return run_chunked(net, inp, a, b, spin, device, with_obs, with_forecast, chunk_days=chunk_days)
+    return run_tiled(net, inp, windows, a, b, spin, device, with_obs, with_forecast, chunk_days=chunk_days)
+
+
 def ungauged_rows(inp: ModelInputs) -> np.ndarray:
     """The read-out basins of ``inp`` without a gauge of their own that read the gauges'
     observation maps (none where the model reads no observations)."""
@@ -354,20 +363,24 @@ def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, s
     device = device or torch.device("cpu")
     s = max(0, a - spin) if start is None else start
     if chunk_days <= 0:
-        return _members(net, inp, a, b, s, state, device, group, with_maps, with_obs, n_real)[0]
+        return _members(net, inp, a, b, s, state, device, group, with_maps, with_obs, counts, n_real)[0]
     state = advance(net, inp, s, a, state, device, with_obs, False, chunk_days)
     runs = []
     for c0 in range(a, b + 1, chunk_days):
         c1 = min(c0 + chunk_days, b + 1) - 1
-        run, state = _members(net, inp, c0, c1, c0, state, device, group, with_maps, with_obs, n_real)
+        part = counts[c0 - a:c1 - a + 1]
+        run, state = _members(net, inp, c0, c1, c0, state, device, group, with_maps, with_obs, part, n_real)
         runs.append(run)
     joined = _concat([{"q": r.q, **r.extra} for r in runs])
     return MemberRun(days, counts, joined.pop("q"), joined)
 
 
-def members_tiled(net, inp: ModelInputs, windows: list, a: int, b: int, spin: int, device=None,
+def members_tiled(net, inp: ModelInputs, windows: list | None, a: int, b: int, spin: int, device=None,
                   with_obs: bool = True, chunk_days: int = 0, group: int = 8) -> MemberRun | None:
-    """:func:`run_members` window by window (as :func:`run_tiled`); the maps are not assembled."""
+    """:func:`run_members` window by window (as :func:`run_tiled`); the maps are not assembled.
+    ``windows`` None: :func:`run_members` on the whole grid."""
+    if windows is None:
+        return run_members(net, inp, a, b, spin, device, group=group, with_obs=with_obs, chunk_days=chunk_days)
     parts, first = [], None
     for w in windows:
         rows = list(w.basins)
@@ -386,13 +399,13 @@ def members_tiled(net, inp: ModelInputs, windows: list, a: int, b: int, spin: in
 
 
 def _members(net, inp: ModelInputs, a: int, b: int, s: int, state, device, group: int, with_maps: bool,
-             with_obs: bool, n_real: int) -> tuple[MemberRun, object]:
-    """:func:`run_members` of issue days ``a..b`` from the cube day ``s`` (and ``state``) with
-    ``n_real`` member slots; also returns the state after day ``b``."""
+             with_obs: bool, counts: np.ndarray, n_real: int) -> tuple[MemberRun, object]:
+    """:func:`run_members` of issue days ``a..b`` from the cube day ``s`` (and ``state``), whose
+    member counts are ``counts`` (read once by the caller), with ``n_real`` member slots; also
+    returns the state after day ``b``."""
     import torch
 
     days = inp.reader.days[a:b + 1]
-    counts = inp.forecasts.member_count(inp.ensemble_name, days)
     base = streams_for(inp, s, b + 1, device, with_obs=with_obs, with_forecast=False)
     base["rollout_days"] = torch.arange(a - s, b - s + 1, device=device)
     cells = inp.reader.cells

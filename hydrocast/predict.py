@@ -336,26 +336,20 @@ class Forecaster:
         """``net``'s :class:`~hydrocast.forward.PeriodRun` of issue days ``a..b`` spun up over
         ``spin_up_days``, ``[train] inference_chunk_days`` at a time, window by window with
         ``tile_cells`` (then discharge only, no maps)."""
-        from .forward import run_chunked, run_tiled
+        from .forward import run_plan
 
         inp = self.inputs(basins) if inp is None else inp
-        windows = self.windows(basins)
-        if windows is None:
-            return run_chunked(net, inp, a, b, self.spin, with_obs=with_obs, with_forecast=with_forecast,
-                               chunk_days=self.chunk_days)
-        return run_tiled(net, inp, windows, a, b, self.spin, with_obs=with_obs, with_forecast=with_forecast,
-                         chunk_days=self.chunk_days)
+        return run_plan(net, inp, self.windows(basins), a, b, self.spin, with_obs=with_obs,
+                        with_forecast=with_forecast, chunk_days=self.chunk_days)
 
     def members(self, basins: BasinSet, a: int, b: int):
         """The ConvLSTM's run per ensemble member (:func:`hydrocast.forward.run_members`) of issue
         days ``a..b``, chunked and tiled as :meth:`hindcast` (discharge only when tiled); None
         without members in the period."""
-        from .forward import members_tiled, run_members
+        from .forward import members_tiled
 
-        inp, windows = self.inputs(basins), self.windows(basins)
-        if windows is None:
-            return run_members(self.net, inp, a, b, self.spin, chunk_days=self.chunk_days)
-        return members_tiled(self.net, inp, windows, a, b, self.spin, chunk_days=self.chunk_days)
+        return members_tiled(self.net, self.inputs(basins), self.windows(basins), a, b, self.spin,
+                             chunk_days=self.chunk_days)
 
     def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False, with_obs: bool = True,
             with_forecast: bool = True) -> dict:
@@ -784,7 +778,6 @@ def _warnings(fc: Forecaster, rows: list, qq) -> dict | None:
 def _past_simulation(fc: Forecaster, basins: BasinSet, i: int, days: int = 60):
     """(days, (days, N) m3/s) the ConvLSTM's lead-1 forecasts of the ``days`` days up to issue day ``i``
     (the simulated past of a fan chart)."""
-
     a = max(i - days, 0)
     run = fc.hindcast(fc.net, basins, a, i - 1)
     return run.issue_days + np.timedelta64(1, "D"), run.q[:, :, 0]

@@ -195,6 +195,7 @@ class Trainer:
                                   forecasts=self.forecasts, forecast_name=self.forecast_name,
                                   obs_days=tr.observed_days if self.observed else 1)
         self.spin = tr.memory_days if tr.memory_days > 0 else tr.warmup_days
+        self.chunk_days = tr.inference_chunk_days  # inference (validation, calibration): days per chunk
         self.plan = None  # whole domain; [train] tile_cells > 0: the windows of hydrocast.tiles
         if tr.tile_cells > 0:
             from .tiles import describe, plan_windows
@@ -270,12 +271,9 @@ class Trainer:
     def run(self, net, a: int, b: int):
         """The one forward path over issue days a..b (see :mod:`hydrocast.forward`); tiled
         (``tile_cells`` > 0): window by window, discharge only (no maps)."""
-        from .forward import run_chunked, run_tiled
+        from .forward import run_plan
 
-        chunk = self.cfg.train.inference_chunk_days
-        if self.plan is not None:
-            return run_tiled(net, self.inputs, self.plan, a, b, self.spin, self.device, chunk_days=chunk)
-        return run_chunked(net, self.inputs, a, b, self.spin, self.device, chunk_days=chunk)
+        return run_plan(net, self.inputs, self.plan, a, b, self.spin, self.device, chunk_days=self.chunk_days)
 
     def validation_nse(self, net) -> np.ndarray:
         """Per basin, the NSE on the validation period averaged over the lead days 1..L (every
@@ -299,7 +297,7 @@ class Trainer:
         from .metrics import nse
 
         v0, v1 = self.periods.v0, self.periods.v1
-        chunk = self.cfg.train.inference_chunk_days
+        chunk = self.chunk_days
         if self.plan is not None:  # tiled: the windows' runs, each with its basins (of ``rows``)
             from .forward import run_tiled
 
@@ -357,7 +355,7 @@ class Trainer:
         import dataclasses
 
         from .forecasts import ensemble_source
-        from .forward import members_tiled, run_members
+        from .forward import members_tiled
         from .model import QUANTILE_LEVELS, fit_spread_scale
         from .probmetrics import mixture_quantiles
         from .windows import targets
@@ -367,11 +365,7 @@ class Trainer:
             return None
         v0, v1 = self.periods.v0, self.periods.v1
         inp = dataclasses.replace(self.inputs, ensemble_name=name)
-        chunk = self.cfg.train.inference_chunk_days
-        if self.plan is not None:
-            run = members_tiled(net, inp, self.plan, v0, v1 - 1, self.spin, self.device, chunk_days=chunk)
-        else:
-            run = run_members(net, inp, v0, v1 - 1, self.spin, self.device, chunk_days=chunk)
+        run = members_tiled(net, inp, self.plan, v0, v1 - 1, self.spin, self.device, chunk_days=self.chunk_days)
         if run is None:
             return None
         levels = np.asarray(QUANTILE_LEVELS)
