@@ -49,6 +49,10 @@ formats add sections) but every key below is checked.
                             ``ensemble`` (null, or ``source``, ``issue_days``, ``scale`` (L, Q): the
                             recalibration of the pooled distribution of the weather-forecast
                             ensemble's members, :meth:`hydrocast.train.Trainer.calibrate_ensemble`)
+``update_gain``             optional: null, or per model (``convlstm``, ``lumped``) a list of
+                            ``lead_days`` gains in [0, 1], the updating with the issue day's error
+                            fitted on the validation period (:meth:`hydrocast.train.Trainer.fit_update`;
+                            the weights carry the same as a buffer, which is what predict uses)
 ``thresholds``              optional list of flood-threshold records (checked by
                             :func:`hydrocast.thresholds.from_records` when predict reads them), with
                             ``thresholds_notes`` (basin → how they were fitted)

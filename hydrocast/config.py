@@ -108,6 +108,7 @@ class TrainConfig:
     memory_days: int = 365
     observed_discharge: bool = True
     observed_days: int = 2
+    update_forecasts: bool = True
     forecast_source: str = "auto"
     ensemble_source: str = "auto"
     forecast_stand_in: bool = True
@@ -514,6 +515,9 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                                      "trained with random hold-out)."),
         "observed_days": KeyDoc("Days of its own observed discharge up to the issue day each gauged basin's head "
                                 "reads (1: the issue day; 2: also the day before, the recession or rise)."),
+        "update_forecasts": KeyDoc("With observed discharge: move each gauged basin's forecast by a share (per "
+                                   "lead, fitted on the validation period) of the error the model's lead-1 "
+                                   "forecast of the day before made on the issue day (output updating)."),
         "forecast_source": KeyDoc("The weather-forecast source the lead days roll over: auto (the config's "
                                   "nwp source, if any), a source name, or none."),
         "ensemble_source": KeyDoc("The forecast source whose ensemble members predict and evaluate roll the "

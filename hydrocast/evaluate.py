@@ -125,7 +125,7 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     if fc.levels is not None and fc.ensemble_name:
         from .probmetrics import pooled_quantiles
 
-        ens = fc.members(basins, a, b)  # None: no ensemble run in the period
+        ens = fc.members(basins, a, b, errors=res["convlstm"].extra.get("issue_error"))  # None: no ensemble run
         if ens is not None:
             ens_q = pooled_quantiles(fc.levels, np.moveaxis(ens.extra["q_quantiles"], 1, 0), fc.ensemble_scale)
             log(f"ensemble: {int((ens.n_members > 0).sum())} issue days with members of {fc.ensemble_name} "

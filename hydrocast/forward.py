@@ -15,6 +15,8 @@ recurrent state, and returns a :class:`PeriodRun` whose arrays carry named dimen
     q_quantiles_norm  (issue_day, basin, lead, quantile)  the same, standardised
     maps     (issue_day, lead, y, x)      forecast map (normalised), ConvLSTM only
     runoff   (issue_day, lead, y, x)      runoff-generation map, ConvLSTM only
+    issue_error (issue_day, basin)        where the forecasts were updated with the issue day's
+                      error (:func:`update_run`): that error, standardised (0: not updated)
 
 ``q[t, n, l]`` is the forecast issued with data up to and including day ``a + t``, for day
 ``a + t + l + 1``.
@@ -35,7 +37,8 @@ class PeriodRun:
     DIMS = {"q": ("issue_day", "basin", "lead"), "q_norm": ("issue_day", "basin", "lead"),
             "maps": ("issue_day", "lead", "y", "x"), "runoff": ("issue_day", "lead", "y", "x"),
             "q_quantiles": ("issue_day", "basin", "lead", "quantile"),
-            "q_quantiles_norm": ("issue_day", "basin", "lead", "quantile")}
+            "q_quantiles_norm": ("issue_day", "basin", "lead", "quantile"),
+            "issue_error": ("issue_day", "basin")}
 
     issue_days: np.ndarray  # datetime64[D], (T,)
     q: np.ndarray
@@ -221,15 +224,78 @@ def _concat(parts: list, axis: int = 0) -> dict:
     return {k: np.concatenate([p[k] for p in parts], axis=axis) for k in parts[0]}
 
 
+def update_gain(net) -> np.ndarray | None:
+    """``net``'s ``update_gain`` (L,) as numpy where it has one that is not all zero, else None."""
+    g = getattr(net, "update_gain", None)
+    if g is None:
+        return None
+    g = g.detach().float().cpu().numpy()
+    return g if np.any(g != 0) else None
+
+
+def issue_errors(inp: ModelInputs, previous: np.ndarray, a: int) -> np.ndarray:
+    """(T, N) the error of each read-out basin's lead-1 forecast issued the day before each issue
+    day ``a + t``: its own observation of that day minus ``previous[t]`` (T, N), the normalised
+    lead-1 forecasts issued on days ``a - 1 + t``; 0 where either is missing or the basin has no
+    gauge of its own."""
+    t, n = previous.shape
+    if inp.obs is None or inp.obs_index is None:
+        return np.zeros((t, n), dtype="float32")
+    index = np.asarray(inp.obs_index, dtype="int64")
+    own = np.asarray(inp.obs[a:a + t], dtype="float32")[:, index.clip(min=0)]
+    own = np.where(index[None, :] >= 0, own, np.nan)
+    return np.nan_to_num(own - previous, nan=0.0).astype("float32")
+
+
+def update_run(run: PeriodRun, inp: ModelInputs, errors: np.ndarray, gain: np.ndarray) -> None:
+    """In place: ``run``'s forecasts updated with the issue-day ``errors`` (T, N)
+    (:func:`issue_errors`): every lead ``l`` moves by ``gain[l] * error`` in the normalised space,
+    its quantiles with it (see :mod:`hydrocast.model.network`, "Updating with the issue day's
+    error"); the errors are kept as ``run.extra["issue_error"]``."""
+    shift = errors[:, :, None] * np.asarray(gain, dtype="float32")[None, None, :]
+    run.q_norm = (run.q_norm + shift).astype("float32")
+    run.q = to_discharge(run.q_norm, inp.q_mean, inp.q_std, inp.area_km2)
+    if "q_quantiles_norm" in run.extra:
+        qq = (run.extra["q_quantiles_norm"] + shift[..., None]).astype("float32")
+        run.extra["q_quantiles_norm"] = qq
+        run.extra["q_quantiles"] = np.moveaxis(to_discharge(np.moveaxis(qq, -1, 0), inp.q_mean, inp.q_std,
+                                                            inp.area_km2), 0, -1)
+    run.extra["issue_error"] = errors
+
+
 def run_chunked(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, with_obs: bool = True,
                 with_forecast: bool = True, state=None, start: int | None = None, chunk_days: int = 0) -> PeriodRun:
     """:func:`run_period` with its memory bounded in time: the spin-up and the issue days ``a..b``
     run ``chunk_days`` days at a time (``[train] inference_chunk_days``; 0: all at once), the
     recurrent state carried from chunk to chunk, so the result is the one sequence's (to float
-    rounding) while the hidden maps held are those of ``chunk_days`` days, not of the period."""
+    rounding) while the hidden maps held are those of ``chunk_days`` days, not of the period.
+
+    A model with an ``update_gain`` (and observations) has its forecasts updated with the issue
+    day's error (:func:`update_run`): the run then also issues a forecast on day ``a - 1`` where it
+    starts before ``a`` (the lead-1 forecast whose error day ``a`` reads); where it starts on
+    ``a`` itself, day ``a`` is not updated."""
+    s = max(0, a - spin) if start is None else start
+    gain = update_gain(net) if with_obs else None
+    if gain is None or inp.obs is None:
+        return _run_chunked(net, inp, a, b, s, device, with_obs, with_forecast, state, chunk_days)
+    a0 = a - 1 if a - 1 >= s else a
+    run = _run_chunked(net, inp, a0, b, s, device, with_obs, with_forecast, state, chunk_days)
+    previous = np.full(run.q_norm.shape[:2], np.nan, dtype="float32")
+    previous[1:] = run.q_norm[:-1, :, 0]
+    if a0 < a:  # drop the day before: it was run for its lead-1 forecast only
+        run = PeriodRun(run.issue_days[1:], run.q[1:], run.q_norm[1:], {k: v[1:] for k, v in run.extra.items()},
+                        run.state)
+        previous = previous[1:]
+    update_run(run, inp, issue_errors(inp, previous, a), gain)
+    return run
+
+
+def _run_chunked(net, inp: ModelInputs, a: int, b: int, s: int, device, with_obs: bool, with_forecast: bool,
+                 state, chunk_days: int) -> PeriodRun:
+    """:func:`run_chunked` before updating, the sequence starting on cube day ``s``."""
+    spin, start = 0, s
     if chunk_days <= 0:
         return run_period(net, inp, a, b, spin, device, with_obs, with_forecast, state=state, start=start)
-    s = max(0, a - spin) if start is None else start
     state = advance(net, inp, s, a, state, device, with_obs, with_forecast, chunk_days)
     runs = []
     for c0 in range(a, b + 1, chunk_days):
@@ -259,7 +325,7 @@ def _gather(parts: list, n: int, axis: int) -> dict:
 
 
 #: the outputs of a run that have a basin axis (gathered from the windows of a tiled run)
-BASIN_OUTPUTS = ("q", "q_norm", "q_quantiles", "q_quantiles_norm")
+BASIN_OUTPUTS = ("q", "q_norm", "q_quantiles", "q_quantiles_norm", "issue_error")
 
 
 def run_tiled(net, inp: ModelInputs, windows: list, a: int, b: int, spin: int, device=None, with_obs: bool = True,
@@ -346,11 +412,14 @@ class _MemberForecasts:
 
 def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, state=None,
                 start: int | None = None, group: int = 8, with_maps: bool = False,
-                with_obs: bool = True, chunk_days: int = 0) -> MemberRun | None:
+                with_obs: bool = True, chunk_days: int = 0, errors: np.ndarray | None = None) -> MemberRun | None:
     """:func:`run_period` once per member of the ensemble runs of ``inp.ensemble_name`` for issue
     days ``a..b``: the recurrent states over the observed days are computed once per ``group``
     members and every member is rolled from them. None where no issue day has members (days with
-    fewer members than the most are NaN past their count). ``chunk_days``: as :func:`run_chunked`."""
+    fewer members than the most are NaN past their count). ``chunk_days``: as :func:`run_chunked`.
+    ``errors`` (T, N): the issue-day errors of the deterministic run of the same days and basins
+    (its ``extra["issue_error"]``, :func:`update_run`): every member is updated with them (with
+    ``with_obs`` and the model's ``update_gain``)."""
     import torch
 
     if inp.forecasts is None or not inp.ensemble_name:
@@ -362,32 +431,38 @@ def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, s
         return None
     device = device or torch.device("cpu")
     s = max(0, a - spin) if start is None else start
+    gain = update_gain(net) if with_obs else None
+    shift = None if gain is None or errors is None else errors[:, :, None] * gain[None, None, :]  # (T, N, L)
     if chunk_days <= 0:
-        return _members(net, inp, a, b, s, state, device, group, with_maps, with_obs, counts, n_real)[0]
+        return _members(net, inp, a, b, s, state, device, group, with_maps, with_obs, counts, n_real, shift)[0]
     state = advance(net, inp, s, a, state, device, with_obs, False, chunk_days)
     runs = []
     for c0 in range(a, b + 1, chunk_days):
         c1 = min(c0 + chunk_days, b + 1) - 1
         part = counts[c0 - a:c1 - a + 1]
-        run, state = _members(net, inp, c0, c1, c0, state, device, group, with_maps, with_obs, part, n_real)
+        run, state = _members(net, inp, c0, c1, c0, state, device, group, with_maps, with_obs, part, n_real,
+                              None if shift is None else shift[c0 - a:c1 - a + 1])
         runs.append(run)
     joined = _concat([{"q": r.q, **r.extra} for r in runs])
     return MemberRun(days, counts, joined.pop("q"), joined)
 
 
 def members_tiled(net, inp: ModelInputs, windows: list | None, a: int, b: int, spin: int, device=None,
-                  with_obs: bool = True, chunk_days: int = 0, group: int = 8) -> MemberRun | None:
+                  with_obs: bool = True, chunk_days: int = 0, group: int = 8,
+                  errors: np.ndarray | None = None) -> MemberRun | None:
     """:func:`run_members` window by window (as :func:`run_tiled`); the maps are not assembled.
-    ``windows`` None: :func:`run_members` on the whole grid."""
+    ``windows`` None: :func:`run_members` on the whole grid. ``errors`` (T, N) of ``inp``'s basins:
+    as :func:`run_members`."""
     if windows is None:
-        return run_members(net, inp, a, b, spin, device, group=group, with_obs=with_obs, chunk_days=chunk_days)
+        return run_members(net, inp, a, b, spin, device, group=group, with_obs=with_obs, chunk_days=chunk_days,
+                           errors=errors)
     parts, first = [], None
     for w in windows:
         rows = list(w.basins)
         if not rows:
             continue
         run = run_members(net, inp.window(w.rows, w.cols, rows), a, b, spin, device, group=group, with_obs=with_obs,
-                          chunk_days=chunk_days)
+                          chunk_days=chunk_days, errors=None if errors is None else errors[:, rows])
         if run is None:
             return None
         first = first or run
@@ -399,10 +474,12 @@ def members_tiled(net, inp: ModelInputs, windows: list | None, a: int, b: int, s
 
 
 def _members(net, inp: ModelInputs, a: int, b: int, s: int, state, device, group: int, with_maps: bool,
-             with_obs: bool, counts: np.ndarray, n_real: int) -> tuple[MemberRun, object]:
+             with_obs: bool, counts: np.ndarray, n_real: int, shift: np.ndarray | None = None
+             ) -> tuple[MemberRun, object]:
     """:func:`run_members` of issue days ``a..b`` from the cube day ``s`` (and ``state``), whose
-    member counts are ``counts`` (read once by the caller), with ``n_real`` member slots; also
-    returns the state after day ``b``."""
+    member counts are ``counts`` (read once by the caller), with ``n_real`` member slots, every
+    member's normalised forecasts moved by ``shift`` (T', N, L) (the updating); also returns the
+    state after day ``b``."""
     import torch
 
     days = inp.reader.days[a:b + 1]
@@ -433,6 +510,10 @@ def _members(net, inp: ModelInputs, a: int, b: int, s: int, state, device, group
     finally:
         net.train(was_training)
     cat = {k: np.moveaxis(np.concatenate(v, axis=0), 0, 1) for k, v in outs.items()}  # (T', R, ...)
+    if shift is not None:
+        cat["q"] = cat["q"] + shift[:, None]
+        if "q_quantiles" in cat:
+            cat["q_quantiles"] = cat["q_quantiles"] + shift[:, None, :, :, None]
     absent = np.arange(n_real)[None, :] >= counts[:, None]  # (T', R)
     for v in cat.values():
         v[absent] = np.nan

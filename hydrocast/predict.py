@@ -53,9 +53,9 @@ class Forecaster:
         self.model_id = meta["weights_sha256"][:8]
         try:
             self.net = HydroConvLSTM(meta["hparams"])
-            self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            self.net.load_state_dict(_weights(self.net, tensors, "net."))
             self.lumped = LumpedLSTM(**meta["lumped_hparams"])
-            self.lumped.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("lumped.")})
+            self.lumped.load_state_dict(_weights(self.lumped, tensors, "lumped."))
             self.spec = InputSpec.from_json(meta["inputs"])
             self.grid = GridSpec.from_dict(meta["grid"])
             self.lead = int(meta["lead_days"])
@@ -342,14 +342,15 @@ class Forecaster:
         return run_plan(net, inp, self.windows(basins), a, b, self.spin, with_obs=with_obs,
                         with_forecast=with_forecast, chunk_days=self.chunk_days)
 
-    def members(self, basins: BasinSet, a: int, b: int):
+    def members(self, basins: BasinSet, a: int, b: int, errors=None):
         """The ConvLSTM's run per ensemble member (:func:`hydrocast.forward.run_members`) of issue
         days ``a..b``, chunked and tiled as :meth:`hindcast` (discharge only when tiled); None
-        without members in the period."""
+        without members in the period. ``errors``: the deterministic run's issue-day errors
+        (``extra["issue_error"]``), with which every member is updated."""
         from .forward import members_tiled
 
         return members_tiled(self.net, self.inputs(basins), self.windows(basins), a, b, self.spin,
-                             chunk_days=self.chunk_days)
+                             chunk_days=self.chunk_days, errors=errors)
 
     def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False, with_obs: bool = True,
             with_forecast: bool = True) -> dict:
@@ -385,12 +386,14 @@ class Forecaster:
         the state of the model run on that window of the grid only, kept in a file of its own.
 
         The state saved is the one after the last day ``c < i`` on which every input has data
-        (the inputs that arrive late, such as ESA CCI, then never leave stale values in it); it is
-        valid while the cube's provenance of every day it consumed and the observations it read
-        are unchanged. Returns ``(state, first day still to run, what was done)``."""
+        (the inputs that arrive late, such as ESA CCI, then never leave stale values in it), and
+        ``c < i - 1`` for a model that updates its forecasts with the issue day's error (the
+        forecast issued on day ``i - 1``, whose error it reads, is then run again); it is valid
+        while the cube's provenance of every day it consumed and the observations it read are
+        unchanged. Returns ``(state, first day still to run, what was done)``."""
         import hashlib
 
-        from .forward import advance
+        from .forward import advance, update_gain
         from .state import SavedState, check_state, day_digests, inputs_status, load_state, save_state, state_path
 
         path = state_path(self.reader.path, self.model_id, window)
@@ -403,13 +406,15 @@ class Forecaster:
             return hashlib.sha1(np.ascontiguousarray(self.obs[a:b + 1]).tobytes()).hexdigest()
 
         state, start, note = None, max(0, i - self.spin), f"spun up over the {i - max(0, i - self.spin)} days before"
+        back = 2 if update_gain(self.net) is not None else 1  # day i itself runs with the forecast
         if saved is not None:
             ok, why = check_state(saved, self.reader, names)
             a, d = (self.reader.index(saved.start_day), self.reader.index(saved.day)) if ok else (0, 0)
             if ok and saved.extra.get("obs") != obs_digest(a, d):
                 ok, why = False, "the observed discharge it read has changed"
-            if ok and not (d < i and i - d <= self.spin):
-                ok, why = False, f"it is of {saved.day}, not before the issue day and within {self.spin} days"
+            if ok and not (d <= i - back and i - d <= self.spin):
+                ok, why = False, (f"it is of {saved.day}, not {back} day(s) before the issue day or more and "
+                                  f"within {self.spin} days")
             if ok:
                 depth = len([k for k in saved.tensors if k.startswith("h")])
                 state = [(saved.tensors[f"h{k}"], saved.tensors[f"c{k}"]) for k in range(depth)]
@@ -419,7 +424,7 @@ class Forecaster:
         status = inputs_status(self.reader, names, i)
         last = [s["last_day"] for s in status.values()]
         if all(last):
-            c = min(min(self.reader.index(x) for x in last), i - 1)  # day i itself runs with the forecast
+            c = min(min(self.reader.index(x) for x in last), i - back)
             if c >= start:
                 inp = self.inputs(BasinSet([], np.zeros((0, 2, *self.grid.shape), "float32"), []))
                 if window is not None:
@@ -661,6 +666,15 @@ def _map_box(frac: np.ndarray, basin_id: str) -> tuple[int, int, int, int]:
             int(min(cols.max() + 2, w)))
 
 
+def _weights(net, tensors: dict, prefix: str) -> dict:
+    """``net``'s weights among the artefact's ``tensors`` (keys ``prefix`` + name); a model saved
+    before the updating with the issue day's error existed has no ``update_gain``: zero (no update)."""
+    out = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if getattr(net, "update_gain", None) is not None and "update_gain" not in out:
+        out["update_gain"] = net.update_gain.detach().clone()
+    return out
+
+
 @dataclass
 class WindowForecasts:
     """One issue day's forecasts of every basin of a :class:`BasinSet`, run window by window
@@ -702,7 +716,7 @@ def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log
         state, start, note = fc.warm_state(i, log, window=w)
         run = run_chunked(fc.net, inp, i, i, fc.spin, state=state, start=start, chunk_days=ck)
         ens = run_members(fc.net, inp, i, i, fc.spin, state=state, start=start, group=64, with_maps=True,
-                          chunk_days=ck)
+                          chunk_days=ck, errors=run.extra.get("issue_error"))
         silent = fc.ungauged(inp)
         if len(silent):  # their later leads as if every gauge were silent, spun up without observations
             blend_ungauged(run, run_chunked(fc.net, inp, i, i, fc.spin, with_obs=False, chunk_days=ck), silent,

@@ -326,6 +326,34 @@ class Trainer:
             warnings.simplefilter("ignore", RuntimeWarning)  # a basin with no validation day: NaN
             return np.nanmean(out, axis=0)
 
+    def fit_update(self, net) -> list[float] | None:
+        """Fit the model's ``update_gain`` (per lead; :func:`hydrocast.model.fit_update_gain`) on
+        the validation period and set it; returns it (None for a model without observations). The
+        run that fits it is not updated (gain zero); the validation period is what early stopping
+        already used, the test period stays untouched."""
+        import torch
+
+        from .forward import issue_errors
+        from .model import fit_update_gain
+        from .windows import targets
+
+        if getattr(net, "update_gain", None) is None or self.inputs.obs is None:
+            return None
+        v0, v1 = self.periods.v0, self.periods.v1
+        with torch.no_grad():
+            net.update_gain.zero_()
+        a0 = max(v0 - 1, 0)  # the forecast issued the day before the period, for its first error
+        run = self.run(net, a0, v1 - 1)
+        previous = np.full(run.q_norm.shape[:2], np.nan, dtype="float32")
+        previous[1:] = run.q_norm[:-1, :, 0]
+        errors = issue_errors(self.inputs, previous, a0)[v0 - a0:]
+        center = run.q_norm[v0 - a0:]
+        obs = targets(self.q_norm, v0, v1, center.shape[-1], v1)
+        gain = fit_update_gain(center, errors, obs, self.basin_std_t.cpu().numpy())
+        with torch.no_grad():
+            net.update_gain.copy_(torch.as_tensor(gain, dtype=net.update_gain.dtype))
+        return gain
+
     def calibrate_spread(self, net) -> list[float]:
         """Fit the model's ``spread_scale`` (per lead) on the validation period (pinball loss) and
         set it; returns it. The validation period is what early stopping already used; the
@@ -355,7 +383,7 @@ class Trainer:
         import dataclasses
 
         from .forecasts import ensemble_source
-        from .forward import members_tiled
+        from .forward import members_tiled, update_gain
         from .model import QUANTILE_LEVELS, fit_spread_scale
         from .probmetrics import mixture_quantiles
         from .windows import targets
@@ -365,7 +393,9 @@ class Trainer:
             return None
         v0, v1 = self.periods.v0, self.periods.v1
         inp = dataclasses.replace(self.inputs, ensemble_name=name)
-        run = members_tiled(net, inp, self.plan, v0, v1 - 1, self.spin, self.device, chunk_days=self.chunk_days)
+        errors = self.run(net, v0, v1 - 1).extra.get("issue_error") if update_gain(net) is not None else None
+        run = members_tiled(net, inp, self.plan, v0, v1 - 1, self.spin, self.device, chunk_days=self.chunk_days,
+                            errors=errors)
         if run is None:
             return None
         levels = np.asarray(QUANTILE_LEVELS)
@@ -461,6 +491,13 @@ class Trainer:
     def finish(self, model_dir: Path, net, lumped, result: TrainResult, conv, lum, t_start: float) -> str:
         """After training (rank 0 alone under torchrun): the forecast distribution's calibration,
         the flood thresholds and the artefact; returns the model id."""
+        self.update_gain = {}
+        for name, model in (("convlstm", net), ("lumped", lumped)) if self.cfg.train.update_forecasts else ():
+            gain = self.fit_update(model)
+            if gain is not None:
+                self.update_gain[name] = gain
+                self.log(f"{name}: updating with the issue day's error fitted on the validation period, gain "
+                         + ", ".join(f"lead {l + 1} {g:.2f}" for l, g in enumerate(gain)))
         self.spread_scale = {}
         if self.cfg.train.probabilistic:
             for name, model in (("convlstm", net), ("lumped", lumped)):
@@ -522,6 +559,7 @@ class Trainer:
             "memory_days": tr.memory_days,
             "spin_up_days": self.spin,
             "observed_discharge": self.observed,
+            "update_gain": self.update_gain or None,
             "distribution": ({"kind": "quantiles", "levels": list(QUANTILE_LEVELS),
                               "spread_scale": self.spread_scale, "ensemble": self.ensemble_scale}
                              if tr.probabilistic else None),

@@ -11,6 +11,7 @@ from hydrocast.model import (
     HydroConvLSTM,
     LumpedLSTM,
     fit_spread_scale,
+    fit_update_gain,
     quantile_loss,
     quantiles_around,
 )
@@ -102,6 +103,36 @@ def _streams(b=1, t=5, h=6, w=6, n=2, lead=3):
             "basins": torch.rand(n, 2, h, w), "basin_area_km2": torch.tensor([10.0, 20.0]),
             "obs": torch.randn(b, t, n), "obs_basins": torch.rand(n, h, w), "obs_index": torch.arange(n),
             "forecast": torch.randn(b, t, lead, 2, h, w)}
+
+
+def test_fit_update_gain_is_the_weighted_slope_of_the_residuals_on_the_issue_day_errors():
+    """Residuals that are 0.7 x / 0.3 x / 0 x the issue-day error plus noise give back those gains;
+    the basins are weighted 1 / (std + 0.1)^2 as in training (a noisy basin with another slope and
+    a large std barely counts): the same as a least-squares fit through the origin
+    (np.linalg.lstsq) on sqrt-weighted data; missing values are skipped; a negative slope is
+    clipped to 0, more than 1 to 1, and a lead without data gives 0."""
+    rng = np.random.default_rng(0)
+    T, N = 3000, 3
+    err = rng.normal(size=(T, N))
+    center = rng.normal(size=(T, N, 3))
+    true = np.array([0.7, 0.3, 0.0])
+    obs = center + err[:, :, None] * true + 0.2 * rng.normal(size=(T, N, 3))
+    obs[:, 2, :] = center[:, 2, :] + err[:, 2, None] * 1.0 + 3.0 * rng.normal(size=(T, 3))  # the noisy basin
+    std = np.array([0.5, 0.5, 5.0])
+    obs[rng.random(size=obs.shape) < 0.1] = np.nan
+    gain = np.array(fit_update_gain(center, err, obs, std))
+    for l in range(2):
+        r, e = obs[..., l] - center[..., l], err
+        ok = np.isfinite(r)
+        sw = np.sqrt(np.broadcast_to(1.0 / (std + 0.1) ** 2, r.shape)[ok])
+        want = np.linalg.lstsq((sw * e[ok])[:, None], sw * r[ok], rcond=None)[0][0]
+        assert gain[l] == pytest.approx(want, rel=1e-9)
+        assert gain[l] == pytest.approx(true[l], abs=0.05)
+    assert gain[2] == pytest.approx(0.0, abs=0.05) and gain[2] >= 0.0
+    flipped = center - err[:, :, None] * 0.5
+    assert fit_update_gain(center, err, flipped, std) == [0.0, 0.0, 0.0]  # negative: clipped
+    assert fit_update_gain(center, err, np.full_like(obs, np.nan), std) == [0.0, 0.0, 0.0]
+    assert fit_update_gain(center, err, center + err[:, :, None] * 3.0, std) == [1.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize("rollout", [0, 1])

@@ -4,6 +4,7 @@ training run are shared by the whole module (session fixtures)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -226,11 +227,29 @@ def test_predict_distribution_and_exceedance_of_user_thresholds(work, trained, t
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
 
 
-def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_path):
+@pytest.fixture
+def updating(monkeypatch):
+    """Every model predict loads updates its forecasts with the issue day's error at gains 0.5 /
+    0.3 / 0.2 (the tiny project's fitted gains may all be 0: the sample's errors do not persist)."""
+    import torch
+
+    from hydrocast import predict
+
+    real = predict._weights
+
+    def weights(net, tensors, prefix):
+        out = real(net, tensors, prefix)
+        if "update_gain" in out:
+            out["update_gain"] = torch.tensor([0.5, 0.3, 0.2])
+        return out
+
+    monkeypatch.setattr(predict, "_weights", weights)
+
+
+def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_path, updating):
     """A daily cron run continues the saved recurrent state (exactly the one long run it stands for);
     a corrupt state file is rebuilt; the outputs record the inputs and the weather forecast used."""
     from hydrocast import config as hconfig
-    from hydrocast.forward import run_period
     from hydrocast.predict import Forecaster
     from hydrocast.state import load_state, state_path
 
@@ -249,10 +268,12 @@ def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_
     path = state_path(work / "cube.nc", first["model_id"])
     saved, why = load_state(path, first["model_id"])
     assert saved is not None, why
-    assert str(saved.day) == "2020-05-09"  # every input present: the day before the issue day
+    # every input present: two days before the issue day (the forecast of the day before, whose
+    # error the updating reads, is run again)
+    assert str(saved.day) == "2020-05-08"
     chain_start = saved.start_day
     second, attrs2 = predict("2020-05-20")
-    assert attrs2["hydrocast_spin_up"] == "continued from the saved state of 2020-05-09"
+    assert attrs2["hydrocast_spin_up"] == "continued from the saved state of 2020-05-08"
     assert "precipitation: current" in attrs2["hydrocast_inputs_status"]
     assert attrs2["hydrocast_weather_forecast"].startswith("precipitation_forecast: the run of 2020-05-21 00:00")
     assert attrs2["hydrocast_observed_discharge"] == "observed discharge of 2020-05-20 entered the forecast"
@@ -260,7 +281,7 @@ def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_
     with Forecaster(hconfig.load(cfg)) as fc:
         basins = fc.basin_set(["PT01"])
         i = fc.reader.index("2020-05-20")
-        ref = run_period(fc.net, fc.inputs(basins), i, i, 0, start=fc.reader.index(chain_start)).q[0, 0]
+        ref = _updated(fc.net, fc.inputs(basins), i, i, 0, start=fc.reader.index(chain_start)).q[0, 0]
     np.testing.assert_allclose(second["basins"][0]["discharge_m3s"], ref, rtol=1e-3, atol=1e-3)
 
     path.write_bytes(b"not a state")  # a corrupt state is rebuilt, never an error
@@ -269,7 +290,7 @@ def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_
     assert load_state(path, first["model_id"])[0] is not None
 
 
-def test_predict_and_evaluate_with_ensemble_members(work, cube, tmp_path):
+def test_predict_and_evaluate_with_ensemble_members(work, cube, tmp_path, updating):
     """A weather-forecast ensemble (ECMWF ENS, 4 members, the validation half-year and issue dates
     2020-06-27 .. 07-02) as a second source: train recalibrates the pooled distribution on the validation
     days with members; predict runs the model once per member (realization dimension); each member's
@@ -345,7 +366,9 @@ def test_predict_and_evaluate_with_ensemble_members(work, cube, tmp_path):
             inp = fc.inputs(basins)
             inp.forecasts = One()
             member_runs.append(run_period(fc.net, inp, i, i, fc.spin))
-        plain = run_period(fc.net, fc.inputs(basins), i, i, fc.spin)
+        plain = _updated(fc.net, fc.inputs(basins), i, i, fc.spin)
+        for run in member_runs:  # each member moved by the deterministic forecast's update
+            _moved(run, fc.inputs(basins), getattr(plain, "shift", 0.0))
         sm_r = np.stack([fc.map_physical(run["maps"][0])[0] for run in member_runs])  # (R, L, H, W)
         cols = np.searchsorted(fc.grid.x, window[0])
         rows = np.flatnonzero(np.isin(np.round(fc.grid.y, 6), np.round(window[1], 6)))
@@ -534,7 +557,7 @@ def test_ungauged_basins_read_the_gauges_observations_at_lead_1_only(work, train
         for path, ungauged in ((SAMPLE / "basins" / "ungauged.geojson", True), (None, False)):
             basins = fc.basin_set(["all"], path)
             inp = fc.inputs(basins)
-            both = run_period(fc.net, inp, a, b, fc.spin)
+            both = _updated(fc.net, inp, a, b, fc.spin)
             silent = run_period(fc.net, inp, a, b, fc.spin, with_obs=False)
             assert np.abs(both.q - silent.q).max() > 1e-3  # the observations matter for these basins
             got = fc.run(basins, a, b)["convlstm"]
@@ -549,7 +572,7 @@ def test_ungauged_basins_read_the_gauges_observations_at_lead_1_only(work, train
     with Forecaster(every) as fc3:
         basins = fc3.basin_set(["all"], basins_path)
         np.testing.assert_allclose(fc3.run(basins, a, b)["convlstm"].q,
-                                      run_period(fc3.net, fc3.inputs(basins), a, b, fc3.spin).q, rtol=1e-5, atol=1e-5)
+                                      _updated(fc3.net, fc3.inputs(basins), a, b, fc3.spin).q, rtol=1e-5, atol=1e-5)
     out = tmp_path / "fc"
     res = invoke("predict", "--config", str(work / "hydrocast.toml"), "--basins", str(basins_path), "--basin", "PT07",
                  "--issue-date", "2020-06-10", "--out", str(out), "--json", "--quiet")
@@ -571,7 +594,7 @@ def test_a_run_in_chunks_of_days_is_the_one_long_run(work, trained):
     """[train] inference_chunk_days: the spin-up and the issue days run a few days at a time, the
     state carried, give the one sequence's forecasts, maps and state (ConvLSTM and lumped LSTM)."""
     from hydrocast import config
-    from hydrocast.forward import run_chunked, run_period
+    from hydrocast.forward import run_chunked
     from hydrocast.predict import Forecaster
 
     with Forecaster(config.load(work / "hydrocast.toml")) as fc:
@@ -579,7 +602,7 @@ def test_a_run_in_chunks_of_days_is_the_one_long_run(work, trained):
         inp = fc.inputs(basins)
         a = fc.issue_index("2020-03-01")
         for net in (fc.net, fc.lumped):
-            one = run_period(net, inp, a, a + 19, 60)
+            one = _updated(net, inp, a, a + 19, 60)
             for chunk in (7, 20, 200):
                 got = run_chunked(net, inp, a, a + 19, 60, chunk_days=chunk)
                 assert got.q.shape == one.q.shape and set(got.extra) == set(one.extra)
@@ -595,6 +618,91 @@ def test_a_run_in_chunks_of_days_is_the_one_long_run(work, trained):
         assert fc.chunk_days == 90  # the default: evaluate and predict run chunked
 
 
+def _updated(net, inp, a: int, b: int, spin: int, start: int | None = None, **kw):
+    """The independent reference of a run whose forecasts are updated with the issue day's error:
+    :func:`run_period` over issue days ``a - 1 .. b`` from the same first day, then, in numpy here,
+    every lead of issue day t moved by ``gain * (own observation of t - the lead-1 forecast issued
+    on t - 1)`` (normalised; no own observation: no move; kept as ``.shift``), converted
+    back to m3/s by hand (:func:`_moved`)."""
+    from hydrocast.forward import run_period
+
+    s = max(0, a - spin) if start is None else start
+    gain = getattr(net, "update_gain", None)
+    g = None if gain is None else gain.detach().numpy().astype("float64")
+    if g is None or not g.any() or not kw.get("with_obs", True) or a - 1 < s:
+        return run_period(net, inp, a, b, spin, start=start, **kw)
+    run = run_period(net, inp, a - 1, b, 0, start=s, **kw)
+    idx = np.asarray(inp.obs_index)
+    own = np.where(idx >= 0, np.asarray(inp.obs, "float64")[a:b + 1][:, np.clip(idx, 0, None)], np.nan)
+    err = np.nan_to_num(own - run.q_norm[:-1, :, 0])
+    run.q_norm, run.issue_days = run.q_norm[1:], run.issue_days[1:]
+    run.extra = {k: v[1:] for k, v in run.extra.items()}
+    run.shift = err[:, :, None] * g
+    _moved(run, inp, run.shift)
+    run.extra["issue_error"] = err
+    return run
+
+
+def _moved(run, inp, shift):
+    """In place: ``run``'s normalised forecasts (and quantiles) moved by ``shift`` (T, N, L), m3/s by hand."""
+    def m3s(qn, extra=0):
+        spec = np.maximum(inp.q_mean + inp.q_std * qn, 0.0)
+        return spec * np.asarray(inp.area_km2).reshape(-1, *[1] * (1 + extra)) / 86.4
+
+    run.q_norm = run.q_norm + shift
+    run.q = m3s(run.q_norm)
+    if "q_quantiles_norm" in run.extra:
+        run.extra["q_quantiles_norm"] = run.extra["q_quantiles_norm"] + shift[..., None]
+        run.extra["q_quantiles"] = m3s(run.extra["q_quantiles_norm"], 1)
+
+
+def test_forecasts_are_updated_with_the_issue_days_error(work, trained):
+    """The updating with the issue day's error: train fitted a gain per lead on the validation
+    period and saved it (artefact meta and weights, both models); a run moves every lead by gain x
+    (own observation - the lead-1 forecast of the day before), the quantiles with it, as computed
+    by hand from the run without it; the same in chunks; no own observation (a silent gauge, every
+    gauge silent) or no day before (a run that starts on its first issue day) means no move."""
+    import torch
+
+    from hydrocast import artefact, config
+    from hydrocast.forward import issue_errors, run_chunked, run_period
+    from hydrocast.predict import Forecaster
+
+    _, meta = artefact.load(trained)
+    with Forecaster(config.load(work / "hydrocast.toml")) as fc:
+        for name, net in (("convlstm", fc.net), ("lumped", fc.lumped)):
+            fitted = meta["update_gain"][name]
+            assert len(fitted) == fc.lead and all(0.0 <= g <= 1.0 for g in fitted)
+            np.testing.assert_allclose(net.update_gain.numpy(), fitted, rtol=1e-6)
+        basins = fc.basin_set(["all"])
+        inp = fc.inputs(basins)
+        a = fc.issue_index("2020-03-01")
+        for net in (fc.net, fc.lumped):
+            with torch.no_grad():
+                net.update_gain.copy_(torch.tensor([0.6, 0.4, 0.2]))
+            want = _updated(net, inp, a, a + 19, 60)
+            plain = run_period(net, inp, a, a + 19, 60)
+            for chunk in (0, 7):
+                got = run_chunked(net, inp, a, a + 19, 60, chunk_days=chunk)
+                _close(got.q, want.q)
+                _close(got.extra["q_quantiles"], want.extra["q_quantiles"])
+            moved = np.abs(got.q - plain.q).max(axis=(0, 2))
+            assert (moved > 1e-3).all()  # every gauged basin moved
+            # the errors as the forecasts saw them: independent of the gain
+            prev = run_period(net, inp, a - 1, a + 18, 59).q_norm[:, :, 0]
+            np.testing.assert_allclose(got.extra["issue_error"], issue_errors(inp, prev, a), atol=1e-4)
+            assert got.to_xarray(basins.ids)["issue_error"].dims == ("issue_day", "basin")  # the API's view
+            silent = inp.obs.copy()
+            silent[a + 5] = np.nan  # every gauge silent on one issue day
+            got = run_chunked(net, dataclasses.replace(inp, obs=silent), a, a + 19, 60)
+            ref = run_period(net, dataclasses.replace(inp, obs=silent), a, a + 19, 60)
+            _close(got.q[5], ref.q[5])
+            first = run_chunked(net, inp, a, a + 19, 0, start=a)  # no day before: day a as it was
+            _close(first.q[0], run_period(net, inp, a, a + 19, 0, start=a).q[0])
+            _close(run_chunked(net, inp, a, a + 19, 60, with_obs=False).q,
+                   run_period(net, inp, a, a + 19, 60, with_obs=False).q)
+
+
 def _tiled(work, tmp_path, tile: int, halo: int = 2):
     """The trained project's config (``work``/hydrocast.toml, or the config file ``work``) with
     [train] tile_cells = tile (the same model)."""
@@ -604,7 +712,7 @@ def _tiled(work, tmp_path, tile: int, halo: int = 2):
     return cfg
 
 
-def test_tiled_predict_and_evaluate_run_each_basin_in_its_window(work, trained, tmp_path, monkeypatch):
+def test_tiled_predict_and_evaluate_run_each_basin_in_its_window(work, trained, tmp_path, monkeypatch, updating):
     """[train] tile_cells > 0: predict and evaluate run window by window (hydrocast.tiles). Each
     basin's forecast is the model run on its window alone with that basin (independent path), gauged
     and ungauged (leads 2-3 silent); predict keeps one state per window and continues from it, its
@@ -631,7 +739,7 @@ def test_tiled_predict_and_evaluate_run_each_basin_in_its_window(work, trained, 
                 for n in w.basins:
                     alone = inp.window(w.rows, w.cols, [n])
                     for name, net in (("convlstm", fc.net), ("lumped_lstm", fc.lumped)):
-                        own = run_period(net, alone, a, b, fc.spin).q[:, 0]
+                        own = _updated(net, alone, a, b, fc.spin).q[:, 0]
                         if path is not None:  # ungauged: leads 2.. as if every gauge were silent
                             own[:, 1:] = run_period(net, alone, a, b, fc.spin, with_obs=False).q[:, 0, 1:]
                         np.testing.assert_allclose(runs[name].q[:, n], own, rtol=1e-4, atol=1e-5)
@@ -642,14 +750,14 @@ def test_tiled_predict_and_evaluate_run_each_basin_in_its_window(work, trained, 
         real = forward.streams_for
         monkeypatch.setattr(forward, "streams_for", lambda *a, **k: shapes.append(real(*a, **k)) or shapes[-1])
         fc.run(fc.basin_set(["all"]), a, a, lumped=True)
-        monkeypatch.undo()
+        monkeypatch.setattr(forward, "streams_for", real)
         assert len(shapes) > 2 and {tuple(s["dynamic"].shape[-2:]) for s in shapes} == {(24, 24)}
         assert {tuple(s["basins"].shape[-2:]) for s in shapes} == {(24, 24)}
         basins = fc.basin_set(["all"])
         plan = fc.windows(basins)
         i = fc.issue_index("2020-06-10")
         inp = fc.inputs(basins)
-        want = {basins.ids[n]: run_period(fc.net, inp.window(w.rows, w.cols, list(w.basins)), i, i, fc.spin)
+        want = {basins.ids[n]: _updated(fc.net, inp.window(w.rows, w.cols, list(w.basins)), i, i, fc.spin)
                 for w in plan for n in w.basins}
         model_id = fc.model_id
     with Forecaster(config.load(_tiled(work, tmp_path, 32))) as one:  # one window over the grid
@@ -659,7 +767,7 @@ def test_tiled_predict_and_evaluate_run_each_basin_in_its_window(work, trained, 
 
     cfg = _tiled(work, tmp_path, 24)
     out = tmp_path / "fc"
-    for day, spin in (("2020-06-10", "spun up"), ("2020-06-11", "continued from the saved state of 2020-06-09")):
+    for day, spin in (("2020-06-10", "spun up"), ("2020-06-11", "continued from the saved state of 2020-06-08")):
         res = invoke("predict", "--config", str(cfg), "--basin", "all", "--issue-date", day, "--out", str(out),
                      "--json", "--quiet")
         assert res.exit_code == 0, res.output

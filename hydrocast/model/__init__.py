@@ -10,6 +10,7 @@ Public API::
     nse_star_loss                     the NSE* training loss (NaN observations masked)
     QUANTILE_LEVELS, quantile_loss    the forecast distribution's levels and its pinball loss
     fit_spread_scale                  calibrate the distribution's spread on the validation period
+    fit_update_gain                   fit the updating with the issue day's error on the validation period
     discharge_from_normalised         normalised head output -> non-negative physical discharge
 """
 
@@ -25,6 +26,7 @@ from .network import (
                       basin_average,
                       discharge_from_normalised,
                       fit_spread_scale,
+                      fit_update_gain,
                       lumped_inputs,
                       n_obs_features,
                       nse_star_loss,
@@ -37,4 +39,5 @@ from .network import (
 __all__ = ["ConvLSTM", "ConvLSTMCell", "lstm_gates", "HPARAM_DEFAULTS", "BasinHead", "HydroConvLSTM",
            "LumpedLSTM", "STREAMS", "N_OBS_FEATURES", "observation_maps", "observation_features",
            "basin_average", "lumped_inputs", "discharge_from_normalised", "nse_star_loss",
-           "QUANTILE_LEVELS", "quantile_loss", "n_obs_features", "quantiles_around", "fit_spread_scale"]
+           "QUANTILE_LEVELS", "quantile_loss", "n_obs_features", "quantiles_around", "fit_spread_scale",
+           "fit_update_gain"]

@@ -64,6 +64,20 @@ outside training (a quantile recalibration; the quantiles are then sorted, so th
 cross): it is fitted on the validation period after training (:func:`fit_spread_scale`) and
 saved with the weights.
 
+Updating with the issue day's error
+-----------------------------------
+A model with ``observed=1`` carries the buffer ``update_gain`` (L,), zero while it trains. The
+forecasts of a run are then updated outside the network (:func:`hydrocast.forward.update_run`):
+``q[t, n, l] += update_gain[l] * (obs[t, n] - q[t - 1, n, 0])``, i.e. each lead moves by a share of
+the error that the model's own lead-1 forecast issued the day before made on the issue day (the
+output error correction of operational river forecasting, an AR(1) model of the errors). Both
+are normalised, the forecast before updating; no own observation (a silent gauge, an ungauged
+basin) means no update. The gains are fitted on the validation period after training
+(:func:`fit_update_gain`), before the distribution's recalibration, and saved with the weights.
+They bring back what the recurrent state cannot: a model that thinks snow is still melting after
+it has gone overestimates day after day, the observation says so every day, and the head alone
+cannot read its own error.
+
 ``mode="softplus"`` gives a smooth alternative for callers who need a differentiable positive
 output (e.g. a physical-space loss).
 """
@@ -266,6 +280,8 @@ class HydroConvLSTM(nn.Module):
         self.map_head = nn.Conv2d(hp["hidden"], hp["lead_days"] * hp["n_map_outputs"], 1)
         if hp["quantiles"]:
             self.register_buffer("spread_scale", torch.ones(hp["lead_days"], len(QUANTILE_LEVELS)))
+        if hp["observed"]:  # the updating of the forecasts with the issue day's error (forward.update_run)
+            self.register_buffer("update_gain", torch.zeros(hp["lead_days"]))
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -485,6 +501,8 @@ class LumpedLSTM(nn.Module):
             self.register_buffer("spread_scale", torch.ones(lead_days, len(QUANTILE_LEVELS)))
         if observed:  # the same start from persistence as the ConvLSTM's head (BasinHead.obs_skip)
             self.obs_skip = nn.Parameter(torch.ones(lead_days))
+            # and the same updating with the issue day's error (forward.update_run)
+            self.register_buffer("update_gain", torch.zeros(lead_days))
         with torch.no_grad():  # PyTorch gate order i, f, g, o
             self.lstm.bias_hh_l0[hidden:2 * hidden].fill_(1.0)
             self.lstm.bias_ih_l0[hidden:2 * hidden].zero_()
@@ -659,6 +677,25 @@ def fit_spread_scale(center, qq, obs, grid=None) -> list[list[float]]:
             loss = np.maximum(levels * err, (levels - 1) * err).mean(axis=0)  # (G, Q)
             row = [float(grid[int(np.argmin(loss[:, k]))]) for k in range(len(levels))]
         out.append(row)
+    return out
+
+
+def fit_update_gain(center, errors, obs, basin_std, eps: float = 0.1) -> list[float]:
+    """Per lead, the gain ``g`` of :func:`hydrocast.forward.update_run` that minimises the NSE*
+    loss of ``center + g * errors`` against ``obs`` (numpy (T, N, L), (T, N), (T, N, L), normalised;
+    NaN = none), basins weighted ``1 / (basin_std + eps)^2`` as in training: the weighted least
+    squares slope of the residuals on the issue-day errors, clipped to [0, 1] (an error is never
+    made worse, nor more than made up); 0 for a lead without data."""
+    import numpy as np
+
+    w = 1.0 / (np.asarray(basin_std, dtype="float64") + eps) ** 2  # (N,)
+    out = []
+    for l in range(center.shape[-1]):
+        r, e = obs[..., l] - center[..., l], np.asarray(errors, dtype="float64")
+        ok = np.isfinite(r) & np.isfinite(e) & (e != 0)
+        ww = np.broadcast_to(w, r.shape)[ok]
+        den = float((ww * e[ok] ** 2).sum())
+        out.append(float(np.clip((ww * r[ok] * e[ok]).sum() / den, 0.0, 1.0)) if den > 0 else 0.0)
     return out
 
 
