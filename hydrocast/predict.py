@@ -512,6 +512,20 @@ def _obs_note(fc: Forecaster, info: dict, last_t, day) -> str:
     return f"observed discharge of {day} entered the forecast"
 
 
+def _update_note(fc: Forecaster, error_m3s: float, day) -> str:
+    """What the updating with the issue day's error did to one basin's forecast (the file says)."""
+    from .forward import update_gain
+
+    gain = update_gain(fc.net)
+    if gain is None:
+        return "none: this model does not update its forecasts ([train] update_forecasts, or gains fitted at 0)"
+    if error_m3s == 0.0:
+        return ("none: no observation of the issue day, no forecast of the day before, or a basin without a "
+                "gauge of its own")
+    return (f"the observation of {day} was {error_m3s:+.3f} m3/s off the lead-1 forecast issued the day before; "
+            f"lead days 1..{len(gain)} moved by " + " / ".join(f"{g:.2f}" for g in gain) + " of it")
+
+
 def observed_discharge(cfg: Config):
     """The ``[discharge] path`` observations (a DataFrame), or None where there are none."""
     if not cfg.discharge.path or not cfg.resolve(cfg.discharge.path).exists():
@@ -581,8 +595,10 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
                                  model_id=fc.model_id, quantiles=None if qq is None else qq[n:n + 1],
                                  levels=fc.levels, thresholds=warn["netcdf"] if warn else None,
                                  members=None if members is None else members[n:n + 1])
+        error_m3s = float(fr.errors[n]) * fc.q_sd * info["area_km2"] / 86.4  # standardised -> m3/s
         hyd.attrs.update(provenance, hydrocast_spin_up=fr.spin_notes[n],
-                         hydrocast_observed_discharge=_obs_note(fc, info, last_t, day))
+                         hydrocast_observed_discharge=_obs_note(fc, info, last_t, day),
+                         hydrocast_updating=_update_note(fc, error_m3s, day))
         frac = basins.channels[n, 0]
         window = fr.boxes[n]
         r0, r1, c0, c1 = window
@@ -606,7 +622,8 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
         entry = {"id": info["id"], "gauged": info["gauged"], "area_km2": round(info["area_km2"], 1),
                  "discharge_m3s": [round(float(v), 3) for v in q[n]],
                  "valid_dates": [str(day + np.timedelta64(int(l), "D")) for l in leads],
-                 "last_observed": None if np.isnan(last) else last}
+                 "last_observed": None if np.isnan(last) else last,
+                 "issue_day_error_m3s": round(error_m3s, 3)}
         if members is not None:
             entry["members_m3s"] = [[round(float(v), 3) for v in members[n, l]] for l in range(fc.lead)]
         if qq is not None:
@@ -692,6 +709,7 @@ class WindowForecasts:
     boxes: list
     crops: list
     spin_notes: list
+    errors: np.ndarray | None = None  # (N,) the issue day's error each basin was updated with (standardised)
 
 
 def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log) -> WindowForecasts:
@@ -710,6 +728,7 @@ def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log
     qq = np.full((n, lead, len(fc.levels)), np.nan, dtype="float32") if fc.levels is not None else None
     members = member_qq = n_members = None
     crops, notes, boxes = [None] * n, [""] * n, list(boxes)
+    errors = np.zeros(n, dtype="float32")
     for w, rows in groups:
         inp = inp_all if w is None else inp_all.window(w.rows, w.cols, rows)
         y0, x0 = (0, 0) if w is None else (w.y0, w.x0)
@@ -735,6 +754,8 @@ def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log
             sm_m, ro_m = fc.map_physical(ens.extra["maps"][0, :r])[0], ens.extra["runoff"][0, :r]
         for k, nb in enumerate(rows):
             q[nb] = run.q[0, k]
+            if "issue_error" in run.extra:
+                errors[nb] = run.extra["issue_error"][0, k]
             if qq is not None:
                 qq[nb] = run.extra["q_quantiles"][0, k]
             r0, r1, c0, c1 = boxes[nb]
@@ -750,7 +771,7 @@ def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log
                 crops[nb].update(sm_members=sm_m[(slice(None), slice(None), *cut)],
                                  runoff_members=ro_m[(slice(None), slice(None), *cut)])
             notes[nb] = note
-    return WindowForecasts(q, qq, members, member_qq, n_members, boxes, crops, notes)
+    return WindowForecasts(q, qq, members, member_qq, n_members, boxes, crops, notes, errors)
 
 
 def _threshold_key(channels: np.ndarray, th, span: tuple[int, int]) -> str:

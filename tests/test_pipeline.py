@@ -281,8 +281,15 @@ def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_
     with Forecaster(hconfig.load(cfg)) as fc:
         basins = fc.basin_set(["PT01"])
         i = fc.reader.index("2020-05-20")
-        ref = _updated(fc.net, fc.inputs(basins), i, i, 0, start=fc.reader.index(chain_start)).q[0, 0]
+        ref_run = _updated(fc.net, fc.inputs(basins), i, i, 0, start=fc.reader.index(chain_start))
+        ref = ref_run.q[0, 0]
+        error = float(ref_run.extra["issue_error"][0, 0]) * fc.q_sd * basins.info[0]["area_km2"] / 86.4
     np.testing.assert_allclose(second["basins"][0]["discharge_m3s"], ref, rtol=1e-3, atol=1e-3)
+    # the file and the JSON say what the updating did: the error in m3/s and the gains
+    assert abs(error) > 1e-3 and second["basins"][0]["issue_day_error_m3s"] == pytest.approx(error, abs=2e-3)
+    assert re.fullmatch(r"the observation of 2020-05-20 was [+-]\d+\.\d{3} m3/s off the lead-1 forecast issued "
+                        r"the day before; lead days 1\.\.3 moved by 0\.50 / 0\.30 / 0\.20 of it",
+                        attrs2["hydrocast_updating"]), attrs2["hydrocast_updating"]
 
     path.write_bytes(b"not a state")  # a corrupt state is rebuilt, never an error
     third, attrs3 = predict("2020-05-20")
@@ -483,7 +490,7 @@ def test_a_zarr_cube_gives_the_same_forecast(work, trained, tmp_path):
                                       n["precipitation"].isel(time=slice(-40, None)).values)
 
 
-def test_predict_ungauged_basin(work, trained, tmp_path):
+def test_predict_ungauged_basin(work, trained, tmp_path, updating):
     out = tmp_path / "fc"
     res = invoke("predict", "--config", str(work / "hydrocast.toml"), "--basins",
                  str(SAMPLE / "basins" / "ungauged.geojson"), "--basin", "all", "--out", str(out), "--json", "--quiet")
@@ -491,6 +498,7 @@ def test_predict_ungauged_basin(work, trained, tmp_path):
     summary = json.loads(res.stdout)
     assert [b["id"] for b in summary["basins"]] == ["PT07", "PT08"]
     assert all(not b["gauged"] and b["last_observed"] is None for b in summary["basins"])
+    assert all(b["issue_day_error_m3s"] == 0.0 for b in summary["basins"])  # nothing to update with
     assert summary["issue_date"] == "2020-12-31"  # the latest day the cube supports
     hyd = sorted(out.glob("PT07_*_hydrograph.nc"))[0]
     ok, report = check_cf(hyd)
@@ -498,6 +506,7 @@ def test_predict_ungauged_basin(work, trained, tmp_path):
     with xr.open_dataset(hyd) as ds:
         assert np.isnan(ds["last_observed_discharge"].values[0])
         assert (ds["discharge"].values >= 0).all()
+        assert ds.attrs["hydrocast_updating"].startswith("none: no observation of the issue day")
 
 
 def test_archive_stand_in_is_the_degraded_observation(work, cube):
