@@ -247,6 +247,20 @@ def issue_errors(inp: ModelInputs, previous: np.ndarray, a: int) -> np.ndarray:
     return np.nan_to_num(own - previous, nan=0.0).astype("float32")
 
 
+def split_issue_errors(run: PeriodRun, inp: ModelInputs, a: int) -> tuple[PeriodRun, np.ndarray]:
+    """``run`` (issue days from ``a - 1`` or from ``a``) as the run of issue days ``a..``, with the
+    :func:`issue_errors` of those days read off its own lead-1 forecasts: the day before ``a`` is
+    dropped where the run has it (it was run for its lead-1 forecast only); where it has not, day
+    ``a``'s error is unknown (0)."""
+    previous = np.full(run.q_norm.shape[:2], np.nan, dtype="float32")
+    previous[1:] = run.q_norm[:-1, :, 0]
+    if run.issue_days[0] < inp.reader.days[a]:
+        run = PeriodRun(run.issue_days[1:], run.q[1:], run.q_norm[1:], {k: v[1:] for k, v in run.extra.items()},
+                        run.state)
+        previous = previous[1:]
+    return run, issue_errors(inp, previous, a)
+
+
 def update_run(run: PeriodRun, inp: ModelInputs, errors: np.ndarray, gain: np.ndarray) -> None:
     """In place: ``run``'s forecasts updated with the issue-day ``errors`` (T, N)
     (:func:`issue_errors`): every lead ``l`` moves by ``gain[l] * error`` in the normalised space,
@@ -278,15 +292,10 @@ def run_chunked(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, w
     gain = update_gain(net) if with_obs else None
     if gain is None or inp.obs is None:
         return _run_chunked(net, inp, a, b, s, device, with_obs, with_forecast, state, chunk_days)
-    a0 = a - 1 if a - 1 >= s else a
-    run = _run_chunked(net, inp, a0, b, s, device, with_obs, with_forecast, state, chunk_days)
-    previous = np.full(run.q_norm.shape[:2], np.nan, dtype="float32")
-    previous[1:] = run.q_norm[:-1, :, 0]
-    if a0 < a:  # drop the day before: it was run for its lead-1 forecast only
-        run = PeriodRun(run.issue_days[1:], run.q[1:], run.q_norm[1:], {k: v[1:] for k, v in run.extra.items()},
-                        run.state)
-        previous = previous[1:]
-    update_run(run, inp, issue_errors(inp, previous, a), gain)
+    run = _run_chunked(net, inp, a - 1 if a - 1 >= s else a, b, s, device, with_obs, with_forecast, state,
+                       chunk_days)
+    run, errors = split_issue_errors(run, inp, a)
+    update_run(run, inp, errors, gain)
     return run
 
 

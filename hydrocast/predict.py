@@ -709,7 +709,7 @@ class WindowForecasts:
     boxes: list
     crops: list
     spin_notes: list
-    errors: np.ndarray | None = None  # (N,) the issue day's error each basin was updated with (standardised)
+    errors: np.ndarray  # (N,) the issue day's error each basin was updated with (standardised; 0: none)
 
 
 def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log) -> WindowForecasts:

@@ -326,14 +326,15 @@ class Trainer:
             warnings.simplefilter("ignore", RuntimeWarning)  # a basin with no validation day: NaN
             return np.nanmean(out, axis=0)
 
-    def fit_update(self, net) -> list[float] | None:
+    def fit_update(self, net) -> tuple[list[float], np.ndarray] | None:
         """Fit the model's ``update_gain`` (per lead; :func:`hydrocast.model.fit_update_gain`) on
-        the validation period and set it; returns it (None for a model without observations). The
-        run that fits it is not updated (gain zero); the validation period is what early stopping
-        already used, the test period stays untouched."""
+        the validation period and set it; returns it with the validation issue days' errors (T, N)
+        (None for a model without observations). The run that fits it is not updated (gain zero);
+        the errors do not depend on the gain (they are the forecasts' before updating). The
+        validation period is what early stopping already used, the test period stays untouched."""
         import torch
 
-        from .forward import issue_errors
+        from .forward import split_issue_errors
         from .model import fit_update_gain
         from .windows import targets
 
@@ -342,17 +343,13 @@ class Trainer:
         v0, v1 = self.periods.v0, self.periods.v1
         with torch.no_grad():
             net.update_gain.zero_()
-        a0 = max(v0 - 1, 0)  # the forecast issued the day before the period, for its first error
-        run = self.run(net, a0, v1 - 1)
-        previous = np.full(run.q_norm.shape[:2], np.nan, dtype="float32")
-        previous[1:] = run.q_norm[:-1, :, 0]
-        errors = issue_errors(self.inputs, previous, a0)[v0 - a0:]
-        center = run.q_norm[v0 - a0:]
-        obs = targets(self.q_norm, v0, v1, center.shape[-1], v1)
-        gain = fit_update_gain(center, errors, obs, self.basin_std_t.cpu().numpy())
+        # from the forecast issued the day before the period, for its first error
+        run, errors = split_issue_errors(self.run(net, max(v0 - 1, 0), v1 - 1), self.inputs, v0)
+        obs = targets(self.q_norm, v0, v1, run.q_norm.shape[-1], v1)
+        gain = fit_update_gain(run.q_norm, errors, obs, self.basin_std_t.cpu().numpy())
         with torch.no_grad():
             net.update_gain.copy_(torch.as_tensor(gain, dtype=net.update_gain.dtype))
-        return gain
+        return gain, errors
 
     def calibrate_spread(self, net) -> list[float]:
         """Fit the model's ``spread_scale`` (per lead) on the validation period (pinball loss) and
@@ -373,17 +370,19 @@ class Trainer:
             net.spread_scale.copy_(torch.as_tensor(scale, dtype=net.spread_scale.dtype))
         return scale
 
-    def calibrate_ensemble(self, net) -> dict | None:
+    def calibrate_ensemble(self, net, errors=None) -> dict | None:
         """Where the forecast store keeps ensemble members for validation issue days
         (``[train] ensemble_source``): run ``net`` once per member over the validation period, pool
         the members' distributions (:func:`hydrocast.probmetrics.mixture_quantiles`) and fit, per
         lead and level, the factor on the distance from the pooled median that minimises the
         validation pinball loss (the members carry the weather's uncertainty that the model's own
-        spread, fitted with single forecasts, already partly holds). None without members."""
+        spread, fitted with single forecasts, already partly holds). ``errors``: the validation
+        issue days' errors (:meth:`fit_update`), with which the members are updated. None without
+        members."""
         import dataclasses
 
         from .forecasts import ensemble_source
-        from .forward import members_tiled, update_gain
+        from .forward import members_tiled
         from .model import QUANTILE_LEVELS, fit_spread_scale
         from .probmetrics import mixture_quantiles
         from .windows import targets
@@ -393,7 +392,6 @@ class Trainer:
             return None
         v0, v1 = self.periods.v0, self.periods.v1
         inp = dataclasses.replace(self.inputs, ensemble_name=name)
-        errors = self.run(net, v0, v1 - 1).extra.get("issue_error") if update_gain(net) is not None else None
         run = members_tiled(net, inp, self.plan, v0, v1 - 1, self.spin, self.device, chunk_days=self.chunk_days,
                             errors=errors)
         if run is None:
@@ -491,10 +489,11 @@ class Trainer:
     def finish(self, model_dir: Path, net, lumped, result: TrainResult, conv, lum, t_start: float) -> str:
         """After training (rank 0 alone under torchrun): the forecast distribution's calibration,
         the flood thresholds and the artefact; returns the model id."""
-        self.update_gain = {}
+        self.update_gain, errors = {}, {}
         for name, model in (("convlstm", net), ("lumped", lumped)) if self.cfg.train.update_forecasts else ():
-            gain = self.fit_update(model)
-            if gain is not None:
+            fitted = self.fit_update(model)
+            if fitted is not None:
+                gain, errors[name] = fitted
                 self.update_gain[name] = gain
                 self.log(f"{name}: updating with the issue day's error fitted on the validation period, gain "
                          + ", ".join(f"lead {l + 1} {g:.2f}" for l, g in enumerate(gain)))
@@ -506,7 +505,8 @@ class Trainer:
                          "90 % / 50 % interval: " + ", ".join(
                              f"lead {l + 1} x{(c[0] + c[-1]) / 2:.2f} / x{(c[4] + c[-5]) / 2:.2f}"
                              for l, c in enumerate(self.spread_scale[name])))
-        self.ensemble_scale = self.calibrate_ensemble(net) if self.cfg.train.probabilistic else None
+        self.ensemble_scale = (self.calibrate_ensemble(net, errors.get("convlstm")) if self.cfg.train.probabilistic
+                               else None)
         if self.ensemble_scale is not None:
             self.log(f"convlstm: the pooled distribution of the {self.ensemble_scale['source']} members recalibrated "
                      "on "
