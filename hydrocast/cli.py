@@ -454,6 +454,7 @@ def predict(
     f"hydrocast evaluate --config {CFG} --out work/sample/evaluation",
     f"hydrocast evaluate -c {CFG} --period 2020-01-01:2020-06-30 --out work/sample/evaluation-h1",
     f"hydrocast evaluate -c {CFG} --out work/sample/evaluation --quiet --json",
+    f"hydrocast evaluate -c {CFG} --seeds 0,1,2,3 --out work/sample/seeds   # the seed spread (4 trainings)",
 ))
 def evaluate(
     config: Path = ConfigOpt,
@@ -469,7 +470,12 @@ def evaluate(
                                      help="Ungauged skill instead: train K ConvLSTM + lumped LSTM pairs, each on "
                                           "K-1 folds of the basins, and score every held-out basin as ungauged "
                                           "(writes kfold.csv; the models under <out>/kfold/)."),
-    device: str = typer.Option("auto", "--device", help="With --kfold: auto, cpu, cuda or cuda:N."),
+    seeds: str | None = typer.Option(None, "--seeds", metavar="S,S,...",
+                                     help="Seed spread instead: train one ConvLSTM + lumped LSTM pair per seed "
+                                          "(e.g. 0,1,2,3) and score each on the validation period and --period "
+                                          "(writes seeds.csv and seeds_summary.csv; the models under "
+                                          "<out>/seeds/)."),
+    device: str = typer.Option("auto", "--device", help="With --kfold or --seeds: auto, cpu, cuda or cuda:N."),
     quiet: bool = QuietOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -481,6 +487,21 @@ def evaluate(
         from . import config as config_mod
 
         cfg = config_mod.load(config)
+        if seeds is not None:
+            if kfold is not None or basins is not None or discharge is not None:
+                raise typer.BadParameter("--seeds retrains on the config's basins: no --kfold/--basins/--discharge")
+            from .seeds import parse_seeds, run_seeds
+            from .seeds import render_table as render_seeds
+
+            res = run_seeds(cfg, parse_seeds(seeds), period, out.resolve(), device=device, log=run.con.log)
+            if not json_out:
+                from rich.console import Console as RichConsole
+
+                RichConsole(width=130).print(render_seeds(res))
+                for path in res.files:
+                    print(path)
+            run.finish(res)
+            return
         if kfold is not None:
             if basins is not None or discharge is not None:
                 raise typer.BadParameter("--kfold cross-validates the config's basins: no --basins/--discharge")

@@ -1066,6 +1066,44 @@ def test_kfold_scores_every_basin_once_as_ungauged(work, trained, tmp_path):
     assert res.exit_code == 78 and "--kfold 7" in res.stderr
 
 
+
+def test_seeds_trains_one_pair_per_seed_and_scores_each_on_both_periods(work, trained, tmp_path):
+    """evaluate --seeds 1,2: seed 1's model is the ``trained`` fixture's (trained with --seed 1: the
+    same weights), seed 2's another; seeds.csv holds the medians of each seed's own metrics.csv on
+    the validation and the test period, and the summary their means and differences."""
+    import pandas as pd
+
+    cfg = work / "hydrocast.toml"
+    out = tmp_path / "seeds"
+    res = invoke("evaluate", "--config", str(cfg), "--seeds", "1,2", "--period", "2020-01-01:2020-03-31",
+                 "--out", str(out), "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    sha = {s: json.loads((out / "seeds" / f"seed{s}" / "model" / "model.json").read_text())["weights_sha256"]
+           for s in (1, 2)}
+    assert sha[1] == json.loads((trained / "model.json").read_text())["weights_sha256"] != sha[2]
+    table = pd.read_csv(out / "seeds.csv")
+    assert set(table["period"]) == {"validation", "test"} and set(table["seed"]) == {1, 2}
+    for s in (1, 2):
+        for period in ("validation", "test"):
+            m = pd.read_csv(out / "seeds" / f"seed{s}" / period / "metrics.csv", dtype={"basin": str})
+            med = m[m["basin"] == "median"]
+            for model in ("convlstm", "lumped_lstm", "persistence"):
+                a = table[(table["seed"] == s) & (table["period"] == period) & (table["model"] == model)]
+                b = med[med["model"] == model]
+                np.testing.assert_allclose(a.sort_values("lead_days")["nse"].to_numpy(),
+                                           b.sort_values("lead_days")["nse"].to_numpy(), atol=1e-4)
+    c = table[(table["period"] == "test") & (table["model"] == "convlstm") & (table["lead_days"] == 1)]
+    lum = table[(table["period"] == "test") & (table["model"] == "lumped_lstm") & (table["lead_days"] == 1)]
+    got = summary["summary"]["test"]["convlstm"]["1"]
+    assert got["nse_mean"] == pytest.approx(c["nse"].mean(), abs=1e-4)
+    assert got["nse_minus_lumped"] == pytest.approx((c["nse"].to_numpy() - lum["nse"].to_numpy()).mean(), abs=1e-4)
+    assert got["seeds_ahead"] == int((c["nse"].to_numpy() > lum["nse"].to_numpy()).sum())
+    assert summary["periods"] == {"validation": ["2017-01-01", "2017-06-30"], "test": ["2020-01-01", "2020-03-31"]}
+    res = invoke("evaluate", "--config", str(cfg), "--seeds", "1", "--out", str(tmp_path / "s1"), "--quiet")
+    assert res.exit_code == 65 and "--seeds" in res.stderr
+
+
 # -- resume ------------------------------------------------------------------------------------
 
 def test_killed_training_resumes_from_last_epoch(work, cube, tmp_path):
