@@ -494,13 +494,7 @@ def evaluate(
             from .seeds import render_table as render_seeds
 
             res = run_seeds(cfg, parse_seeds(seeds), period, out.resolve(), device=device, log=run.con.log)
-            if not json_out:
-                from rich.console import Console as RichConsole
-
-                RichConsole(width=130).print(render_seeds(res))
-                for path in res.files:
-                    print(path)
-            run.finish(res)
+            _finish_with_table(run, json_out, res, render_seeds, width=130)
             return
         if kfold is not None:
             if basins is not None or discharge is not None:
@@ -509,13 +503,7 @@ def evaluate(
             from .crossval import render_table as render_kfold
 
             res = run_kfold(cfg, kfold, period, out.resolve(), device=device, log=run.con.log)
-            if not json_out:
-                from rich.console import Console as RichConsole
-
-                RichConsole(width=110).print(render_kfold(res))
-                for path in res.files:
-                    print(path)
-            run.finish(res)
+            _finish_with_table(run, json_out, res, render_kfold)
             return
         from .evaluate import evaluate as run_evaluate
 
@@ -535,6 +523,18 @@ def evaluate(
             for path in result.files:
                 print(path)
         run.finish(result)
+
+
+def _finish_with_table(run, json_out: bool, result, render, width: int = 110) -> None:
+    """The end of a retraining evaluate mode (--kfold, --seeds): its table and files on stdout
+    (unless --json), then the summary."""
+    if not json_out:
+        from rich.console import Console as RichConsole
+
+        RichConsole(width=width).print(render(result))
+        for path in result.files:
+            print(path)
+    run.finish(result)
 
 
 def main() -> None:

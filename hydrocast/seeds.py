@@ -91,12 +91,27 @@ def summarise(rows: "object") -> "object":
     return pd.DataFrame(out)
 
 
+def nest(summary: "object") -> dict:
+    """``seeds_summary.csv``'s table as period -> model -> lead -> {nse_mean, nse_min, nse_max,
+    kge_mean, nse_minus_lumped, seeds_ahead} (None for NaN): the JSON summary and the table's."""
+    import pandas as pd
+
+    from .evaluate import _f
+
+    nested: dict = {}
+    for _, r in summary.iterrows():
+        d = {k: (_f(r[k]) if k != "seeds_ahead" else (None if pd.isna(r[k]) else int(r[k])))
+             for k in ("nse_mean", "nse_min", "nse_max", "kge_mean", "nse_minus_lumped", "seeds_ahead")}
+        nested.setdefault(r["period"], {}).setdefault(r["model"], {})[int(r["lead_days"])] = d
+    return nested
+
+
 def run_seeds(cfg: Config, seeds: list[int], period: str | None, out_dir: Path, device: str = "auto",
               log: Callable[[str], None] = lambda s: None) -> SeedsResult:
     """Train and evaluate one model pair per seed (the module docstring); returns the summary."""
     import pandas as pd
 
-    from .evaluate import _f, evaluate, parse_period
+    from .evaluate import evaluate, parse_period
     from .fsio import atomic_write_text, prepare_out_dir
     from .train import train
 
@@ -123,11 +138,7 @@ def run_seeds(cfg: Config, seeds: list[int], period: str | None, out_dir: Path, 
     seeds_csv, summary_csv = out_dir / "seeds.csv", out_dir / "seeds_summary.csv"
     atomic_write_text(seeds_csv, table.to_csv(index=False, float_format="%.4f"))
     atomic_write_text(summary_csv, summary.to_csv(index=False, float_format="%.4f"))
-    nested: dict = {}
-    for _, r in summary.iterrows():
-        d = {k: (_f(r[k]) if k != "seeds_ahead" else (None if pd.isna(r[k]) else int(r[k])))
-             for k in ("nse_mean", "nse_min", "nse_max", "kge_mean", "nse_minus_lumped", "seeds_ahead")}
-        nested.setdefault(r["period"], {}).setdefault(r["model"], {})[int(r["lead_days"])] = d
+    nested = nest(summary)
     c1 = nested.get("test", {}).get("convlstm", {}).get(1, {})
     log(f"{len(seeds)} seeds, test period, lead 1: ConvLSTM median NSE {c1.get('nse_mean')} on average, "
         f"{c1.get('nse_minus_lumped')} above the lumped LSTM, ahead on {c1.get('seeds_ahead')} of {len(seeds)} seeds")
@@ -160,4 +171,4 @@ def render_table(result: SeedsResult) -> "object":
     return t
 
 
-__all__ = ["SeedsResult", "parse_seeds", "summarise", "run_seeds", "render_table"]
+__all__ = ["SeedsResult", "parse_seeds", "summarise", "nest", "run_seeds", "render_table"]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from hydrocast.errors import BadInputError
-from hydrocast.seeds import parse_seeds, summarise
+from hydrocast.seeds import SeedsResult, nest, parse_seeds, render_table, summarise
 
 
 def _rows():
@@ -52,3 +52,16 @@ def test_bad_seed_lists_are_refused(text):
 
 def test_seed_lists_parse():
     assert parse_seeds("3, 1,2") == [3, 1, 2]
+
+
+def test_the_table_shows_the_means_ranges_and_seeds_ahead():
+    from rich.console import Console
+
+    nested = nest(summarise(_rows()))
+    assert nested["test"]["convlstm"][1]["seeds_ahead"] == 2
+    assert nested["test"]["persistence"][1]["seeds_ahead"] is None
+    console = Console(width=200, record=True)
+    console.print(render_table(SeedsResult([0, 1, 2], {}, "", "", nested)))
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if "test" in line and "0.800 (0.700 .. 0.900)" in line)
+    assert "+0.033" in row and "2/3" in row and "0.500" in row  # lead over the lumped LSTM, persistence
