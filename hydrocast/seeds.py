@@ -117,9 +117,8 @@ def run_seeds(cfg: Config, seeds: list[int], period: str | None, out_dir: Path, 
 
     if cfg.train.validation_period is None:
         raise ConfigError(f"{cfg.where('train', 'validation_period')}: --seeds needs a validation period")
-    test = parse_period(period, cfg)
-    val = tuple(np.datetime64(d, "D") for d in cfg.train.validation_period)
-    periods = {"validation": f"{val[0]}:{val[1]}", "test": f"{test[0]}:{test[1]}"}
+    periods = {"validation": tuple(np.datetime64(d, "D") for d in cfg.train.validation_period),
+               "test": parse_period(period, cfg)}
     out_dir = prepare_out_dir(Path(out_dir))
     rows = []
     for s in seeds:
@@ -127,8 +126,8 @@ def run_seeds(cfg: Config, seeds: list[int], period: str | None, out_dir: Path, 
         seed_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, model_dir=where / "model"))
         log(f"seed {s}: training")
         train(seed_cfg, device=device, seed=s, log=log)
-        for name, text in periods.items():
-            res = evaluate(seed_cfg, text, where / name, log=log)
+        for name, (a, b) in periods.items():
+            res = evaluate(seed_cfg, f"{a}:{b}", where / name, log=log)
             for model, by_lead in res.medians.items():
                 for lead, scores in by_lead.items():
                     rows.append({"period": name, "seed": s, "model": model, "lead_days": int(lead),
@@ -142,8 +141,8 @@ def run_seeds(cfg: Config, seeds: list[int], period: str | None, out_dir: Path, 
     c1 = nested.get("test", {}).get("convlstm", {}).get(1, {})
     log(f"{len(seeds)} seeds, test period, lead 1: ConvLSTM median NSE {c1.get('nse_mean')} on average, "
         f"{c1.get('nse_minus_lumped')} above the lumped LSTM, ahead on {c1.get('seeds_ahead')} of {len(seeds)} seeds")
-    return SeedsResult(seeds, {k: v.split(":") for k, v in periods.items()}, str(seeds_csv), str(summary_csv),
-                       nested, [str(seeds_csv), str(summary_csv)])
+    return SeedsResult(seeds, {k: [str(a), str(b)] for k, (a, b) in periods.items()}, str(seeds_csv),
+                       str(summary_csv), nested, [str(seeds_csv), str(summary_csv)])
 
 
 def render_table(result: SeedsResult) -> "object":
