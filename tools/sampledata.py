@@ -4,8 +4,10 @@
 
 ``--variant cold`` writes instead a small snowy lake region at 60-61 °N (degree-day snow, frozen
 soil, lakes, slow groundwater; 2015-2018): see :mod:`tools.sampledata_cold`, which reuses the
-writers below. This docstring describes the default variant, whose output (``sample_data/``) is
-unchanged by the cold one.
+writers below. ``--variant contrast`` writes this region on two geologies with a sharp border
+under clustered storms: see :mod:`tools.sampledata_contrast`, which runs this module's model with
+other :class:`Physics`. This docstring describes the default variant, whose output
+(``sample_data/``) is unchanged by the other two.
 
 Not part of the installed package (``tools/`` is outside ``hydrocast``). The attributes written into the files
 still say "hydrocast.sampledata" (its former module name): changing them would change every committed file.
@@ -1003,10 +1005,12 @@ def draw_storms(rng, n: int, t_day: float, forced: bool, p_convective: float, c:
 
 
 class Weather:
-    """Rain accumulations on the model grid from the storms of (seed, day)."""
+    """Rain accumulations on the model grid from the storms of (seed, day); ``storms`` draws them
+    (default :func:`storms_for_day`, the region's storm climate)."""
 
-    def __init__(self, seed: int, terrain: Terrain, forced_days=()):
+    def __init__(self, seed: int, terrain: Terrain, forced_days=(), storms=None):
         self.seed = seed
+        self._draw = storms or storms_for_day
         self.forced = {_as_date(d) for d in forced_days}
         X = (model_lon() - LON0) * KM_PER_DEG_LON
         Y = (model_lat() - LAT0) * KM_PER_DEG_LAT
@@ -1016,7 +1020,7 @@ class Weather:
 
     def storms(self, day: dt.date) -> np.ndarray:
         if day not in self._cache:
-            self._cache[day] = storms_for_day(self.seed, day, forced=day in self.forced)
+            self._cache[day] = self._draw(self.seed, day, forced=day in self.forced)
             for old in [d for d in self._cache if (day - d).days > 2]:
                 del self._cache[old]
         return self._cache[day]
@@ -1102,18 +1106,36 @@ def _routing_matrix(net: Network):
                       shape=(len(basins) * N_LAGS, MODEL_H * MODEL_W))
 
 
+@dataclass
+class Physics:
+    """What a variant of the region changes in :func:`run_model`: the bucket capacity (a factor on
+    :attr:`Terrain.smax`), the percolation coefficient, the groundwater time constant and the
+    exponent of the saturation-excess runoff (numbers, or arrays on the model grid: a geology),
+    and the storm climate (a function like :func:`storms_for_day`). The defaults are this
+    module's region."""
+
+    smax_factor: float | np.ndarray = 1.0
+    k_perc: float | np.ndarray = K_PERC
+    k_gw_days: float | np.ndarray = K_GW_DAYS
+    storms: object = None
+    beta: float | np.ndarray = BETA
+
+
 def run_model(seed: int, days: list[dt.date], terrain: Terrain, net: Network, hhr_days=(),
-              spinup_days: int = SPINUP_DAYS, progress=None) -> Simulation:
+              spinup_days: int = SPINUP_DAYS, progress=None, physics: Physics | None = None) -> Simulation:
     """Run weather, bucket soil-water balance, groundwater and routing day by day.
 
     Starts ``spinup_days`` before ``days[0]`` with the stores at 60 % / 20 mm; nothing from
-    the spin-up is returned except the state it leaves and the water it routes into the period."""
+    the spin-up is returned except the state it leaves and the water it routes into the period.
+    ``physics``: a variant's parameters (default: the region's)."""
+    physics = physics or Physics()
     hhr_days = {_as_date(d) for d in hhr_days}
-    weather = Weather(seed, terrain, forced_days=hhr_days)
+    weather = Weather(seed, terrain, forced_days=hhr_days, storms=physics.storms)
     basins = net.gauged + net.ungauged
     route = _routing_matrix(net)
     land = terrain.land
-    smax = terrain.smax
+    smax = terrain.smax * physics.smax_factor
+    k_perc, k_gw_days, beta = physics.k_perc, physics.k_gw_days, physics.beta
     S = 0.6 * smax
     G = np.full(smax.shape, 20.0)
     first = days[0] - dt.timedelta(days=spinup_days)
@@ -1139,17 +1161,17 @@ def run_model(seed: int, days: list[dt.date], terrain: Terrain, net: Network, hh
         doy = day.timetuple().tm_yday
         pet = 1.0 + 4.2 * (0.5 - 0.5 * math.cos(2 * math.pi * (doy - 15) / 365.25))
         # bucket: saturation-excess runoff, overflow, percolation, evapotranspiration
-        runoff = P * (S / smax) ** BETA
+        runoff = P * (S / smax) ** beta
         S = S + P - runoff
         over = np.maximum(S - smax, 0.0)
         S -= over
         runoff += over
-        perc = K_PERC * S * (S / smax) ** 3
+        perc = k_perc * S * (S / smax) ** 3
         S -= perc
         et = np.minimum(S, pet * np.minimum(1.0, S / (0.5 * smax)))
         S -= et
         G += perc
-        base = G / K_GW_DAYS
+        base = G / k_gw_days
         G -= base
         outflow = np.where(land, runoff + base, 0.0)
         contrib = (route @ outflow.ravel()).reshape(len(basins), N_LAGS)
@@ -1296,8 +1318,9 @@ def _daterange(start: dt.date, end: dt.date) -> list[dt.date]:
 
 
 def generate(outdir, seed: int = DEFAULT_SEED, start=DEFAULT_START, end=DEFAULT_END,
-             spinup_days: int = SPINUP_DAYS, log=None) -> dict:
-    """Write the whole sample into ``outdir``; returns a summary dict.
+             spinup_days: int = SPINUP_DAYS, log=None, physics: Physics | None = None) -> dict:
+    """Write the whole sample into ``outdir``; returns a summary dict. ``physics``: a variant's
+    (:mod:`tools.sampledata_contrast`); the default region without.
 
     Weather (IMERG files) depends only on (seed, date); soil moisture and discharge also depend on
     the spin-up, so a shortened period or spin-up changes those but not the rain."""
@@ -1329,7 +1352,8 @@ def generate(outdir, seed: int = DEFAULT_SEED, start=DEFAULT_START, end=DEFAULT_
     write_outlets_csv(outdir / "basins/outlets.csv", net.gauged)
 
     log("hydrological model")
-    sim = run_model(seed, days, terrain, net, hhr_days=hhr_days, spinup_days=spinup_days, progress=log)
+    sim = run_model(seed, days, terrain, net, hhr_days=hhr_days, spinup_days=spinup_days, progress=log,
+                    physics=physics)
     n_g = len(net.gauged)
     q_obs = observe_discharge(seed, sim.q, n_g)
     write_discharge_csv(outdir / "discharge/discharge.csv", sim.basin_ids[:n_g], days, q_obs)
@@ -1496,9 +1520,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.sampledata",
                                  description="Write the synthetic hydrocast sample region into OUTDIR.")
     ap.add_argument("outdir", type=Path)
-    ap.add_argument("--variant", choices=("default", "cold"), default="default",
+    ap.add_argument("--variant", choices=("default", "cold", "contrast"), default="default",
                     help="default: the rain-fed sample region (sample_data/); cold: a small snowy lake region at "
-                         "60-61 N (tools/sampledata_cold.py)")
+                         "60-61 N (tools/sampledata_cold.py); contrast: the default region on two geologies "
+                         "with a sharp border, under clustered storms (tools/sampledata_contrast.py)")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--start", default=None, help=f"first day (YYYY-MM-DD; default {DEFAULT_START}, cold 2015-01-01)")
     ap.add_argument("--end", default=None, help=f"last day (YYYY-MM-DD; default {DEFAULT_END}, cold 2018-12-31)")
@@ -1511,6 +1536,11 @@ def main(argv=None) -> int:
 
         summary = cold.generate(args.outdir, seed=args.seed, start=args.start or cold.DEFAULT_START,
                                 end=args.end or cold.DEFAULT_END, spinup_days=args.spinup_days, log=log)
+    elif args.variant == "contrast":
+        from . import sampledata_contrast as contrast
+
+        summary = contrast.generate(args.outdir, seed=args.seed, start=args.start or DEFAULT_START,
+                                    end=args.end or DEFAULT_END, spinup_days=args.spinup_days, log=log)
     else:
         summary = generate(args.outdir, seed=args.seed, start=args.start or DEFAULT_START,
                            end=args.end or DEFAULT_END, spinup_days=args.spinup_days, log=log)
