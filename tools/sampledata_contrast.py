@@ -7,14 +7,15 @@ forecasts and file layout) on two geologies with a sharp border, under clustered
 
 Geology
     A meandering north-south border near 7.76°W (:func:`permeable`) cuts the three large basins
-    (PT01, PT03, PT04) into a lowland half and an upland half; the small upper basins lie wholly
-    in the uplands. West of it, permeable sandstone and limestone: a deep bucket
-    (``PERMEABLE["smax_factor"]`` × the default capacity) that sheds little rain until it is
-    nearly full (runoff exponent 5 instead of 2.5), strong percolation and a slow groundwater
-    store (``k`` = 180 days): rain there comes out weeks later as baseflow. East of it,
-    impermeable granite and schist: a shallow bucket that sheds rain early (exponent 1.5), almost
-    no percolation, a fast groundwater store (``k`` = 20 days): rain there runs off within days. A basin-mean rainfall
-    cannot tell the two apart; nor does the DEM (the border follows no contour). No geology map
+    into a lowland and an upland part (PT01, PT03, PT04: 54, 37 and 17 % permeable with seed 42);
+    PT05 lies wholly in the lowlands, the small upper basins wholly in the uplands. West of it,
+    permeable sandstone and limestone: a deep bucket (``PERMEABLE["smax_factor"]`` × the default
+    capacity) that sheds little rain until it is nearly full (runoff exponent 5 instead of 2.5),
+    strong percolation and a slow groundwater store (``k`` = 180 days): rain there comes out
+    weeks later as baseflow. East of it, impermeable granite and schist: a shallow bucket that
+    sheds rain early (exponent 1.5), almost no percolation, a fast groundwater store (``k`` = 20
+    days): rain there runs off within days. A basin-mean rainfall cannot tell the two apart; nor
+    does the DEM (the border follows no contour). No geology map
     is written: a model must learn the border from where the discharge answers the rain (and from
     the soil moisture, which the two buckets hold differently).
 Storms
