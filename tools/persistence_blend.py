@@ -23,6 +23,8 @@ import sys
 
 import numpy as np
 
+from hydrocast.metrics import nse
+
 MODELS = {"convlstm": "discharge_simulated", "lumped_lstm": "discharge_lumped_lstm"}
 
 
@@ -34,15 +36,6 @@ def read(path) -> tuple[dict[str, np.ndarray], list[str]]:
         names = {"observed": "discharge_observed", "persistence": "discharge_persistence", **MODELS}
         return ({k: ds[v].values.astype("float64") for k, v in names.items() if v in ds},
                 [str(b) for b in ds["basin_id"].values])
-
-
-def nse(sim: np.ndarray, obs: np.ndarray) -> float:
-    """Nash-Sutcliffe efficiency over the days where both are finite (NaN with fewer than 2)."""
-    ok = np.isfinite(sim) & np.isfinite(obs)
-    if ok.sum() < 2:
-        return float("nan")
-    o = obs[ok]
-    return float(1.0 - np.sum((sim[ok] - o) ** 2) / np.sum((o - o.mean()) ** 2))
 
 
 def fit_weights(model: np.ndarray, persistence: np.ndarray, observed: np.ndarray) -> np.ndarray:

@@ -102,65 +102,36 @@ def storms_for_day(seed: int, day, forced: bool = False) -> np.ndarray:
     return np.concatenate([sd.storms_for_day(seed, day, forced=forced), cluster_storms(seed, day)])
 
 
-CONFIG = '''# hydrocast project file for the contrast variant of the sample region (see README.md here).
-# Relative paths are relative to this file's folder.
+#: the sample's project file, which the variant's is derived from (:func:`config_text`)
+SAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "sample_data" / "hydrocast.toml"
 
-[grid]
-crs = "EPSG:4326"
-bounds = [-8.8, 40.0, -7.2, 41.6]     # west, south, east, north
-resolution = 0.05                     # 32 x 32 cells
 
-[[sources]]
-name = "precipitation"
-kind = "imerg"
-paths = ["raw/imerg/*.HDF5", "raw/imerg/*.nc4"]
+def config_text() -> str:
+    """The sample's ``hydrocast.toml`` for a folder of its own: this header, the cube and the model
+    under ``work/`` beside it, and the default epochs (the sample's ``epochs = 20`` and the comment
+    above it dropped). Raises where the sample's file no longer has the lines this expects."""
+    lines = SAMPLE_CONFIG.read_text(encoding="utf-8").splitlines(keepends=True)
+    at = [k for k, line in enumerate(lines) if line.startswith("epochs =")]
+    paths = sum(line.count('"../work/sample/') for line in lines)
+    if len(at) != 1 or paths != 2 or not lines[0].startswith("# hydrocast project file"):
+        raise RuntimeError(f"{SAMPLE_CONFIG}: not the layout tools/sampledata_contrast.py derives its config from")
+    first = at[0]
+    while first > 0 and lines[first - 1].startswith("#"):
+        first -= 1
+    lines[0] = "# hydrocast project file for the contrast variant of the sample region (see README.md here).\n"
+    del lines[first:at[0] + 1]
+    return "".join(lines).replace('"../work/sample/', '"work/')
 
-[[sources]]
-name = "soil_moisture"
-kind = "esacci_sm"
-paths = ["raw/esacci/*.nc"]
-
-[[sources]]
-name = "dem"
-kind = "dem"
-paths = ["raw/dem/dem.tif"]
-
-[[sources]]
-name = "precipitation_forecast"
-kind = "nwp_grib"
-paths = ["raw/nwp/*.grib2"]
-
-[[sources]]
-name = "precipitation_ensemble"
-kind = "nwp_grib"
-paths = ["raw/nwp-ens/*.grib2"]
-
-[cube]
-path = "work/cube.nc"
-
-[basins]
-path = "basins/basins.geojson"
-
-[discharge]
-path = "discharge/discharge.csv"
-
-[train]
-model_dir = "work/model"
-train_period = ["2015-01-01", "2018-12-31"]
-validation_period = ["2019-01-01", "2019-12-31"]
-test_period = ["2020-01-01", "2020-12-31"]
-lead_days = 3
-'''
 
 README = '''
 ## This is the contrast variant
 
 Written by `python -m tools.sampledata OUTDIR --variant contrast` (`tools/sampledata_contrast.py`):
 the region above on two geologies with a sharp border, under clustered storms. West of a
-meandering border near 7.76°W the ground is permeable (a bucket {perm_smax:g} × as deep, runoff
-exponent {perm_beta:g}, percolation {perm_perc:g}, groundwater k = {perm_gw:g} days: rain comes out
-weeks later as baseflow); east of it impermeable (a bucket {imp_smax:g} × as deep, runoff exponent
-{imp_beta:g}, percolation {imp_perc:g}, groundwater k = {imp_gw:g} days: rain runs off within days).
+meandering border near 7.76°W the ground is permeable (a bucket {perm[smax_factor]:g} × as deep, runoff
+exponent {perm[beta]:g}, percolation {perm[k_perc]:g}, groundwater k = {perm[k_gw_days]:g} days: rain comes out
+weeks later as baseflow); east of it impermeable (a bucket {imp[smax_factor]:g} × as deep, runoff exponent
+{imp[beta]:g}, percolation {imp[k_perc]:g}, groundwater k = {imp[k_gw_days]:g} days: rain runs off within days).
 The border cuts PT01, PT03 and PT04 into a lowland and an upland part; the small upper basins lie
 in the uplands. Besides the fronts and convective cells above,
 clusters of 3-5 small, intense, slow convective cells (about {clusters:.2g} a day in summer) soak
@@ -179,17 +150,13 @@ def generate(outdir, seed: int = sd.DEFAULT_SEED, start=DEFAULT_START, end=DEFAU
     shares = permeable_shares(seed)
     summary["variant"] = "contrast"
     summary["permeable_share"] = shares
-    text = README.format(perm_smax=PERMEABLE["smax_factor"], perm_perc=PERMEABLE["k_perc"],
-                         perm_gw=PERMEABLE["k_gw_days"], imp_smax=IMPERMEABLE["smax_factor"],
-                         imp_perc=IMPERMEABLE["k_perc"], imp_gw=IMPERMEABLE["k_gw_days"],
-                         perm_beta=PERMEABLE["beta"], imp_beta=IMPERMEABLE["beta"],
-                         clusters=CLUSTERS_PER_DAY * 1.75,
+    text = README.format(perm=PERMEABLE, imp=IMPERMEABLE, clusters=CLUSTERS_PER_DAY * 1.75,
                          shares=", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
     readme = outdir / "README.md"
     readme.write_text(readme.read_text(encoding="utf-8") + text, encoding="utf-8")
     config = outdir / "hydrocast.toml"
     if not config.exists():
-        config.write_text(CONFIG, encoding="utf-8")
+        config.write_text(config_text(), encoding="utf-8")
     return summary
 
 
