@@ -53,6 +53,11 @@ formats add sections) but every key below is checked.
                             ``lead_days`` gains in [0, 1], the updating with the issue day's error
                             fitted on the validation period (:meth:`hydrocast.train.Trainer.fit_update`;
                             the weights carry the same as a buffer, which is what predict uses)
+``persistence_weight``      optional: null, or per model (``convlstm``, ``lumped``) an object basin id →
+                            ``lead_days`` weights in [0, 1], the blend with persistence fitted on the
+                            validation period (:meth:`hydrocast.train.Trainer.fit_blend`; the weights
+                            carry the same as a (G, L) buffer in the order of ``basins``, which is
+                            what predict uses)
 ``thresholds``              optional list of flood-threshold records (checked by
                             :func:`hydrocast.thresholds.from_records` when predict reads them), with
                             ``thresholds_notes`` (basin → how they were fitted)

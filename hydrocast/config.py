@@ -109,6 +109,7 @@ class TrainConfig:
     observed_discharge: bool = True
     observed_days: int = 2
     update_forecasts: bool = True
+    persistence_blend: bool = True
     forecast_source: str = "auto"
     ensemble_source: str = "auto"
     forecast_stand_in: bool = True
@@ -518,6 +519,9 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
         "update_forecasts": KeyDoc("With observed discharge: move each gauged basin's forecast by a share (per "
                                    "lead, fitted on the validation period) of the error the model's lead-1 "
                                    "forecast of the day before made on the issue day (output updating)."),
+        "persistence_blend": KeyDoc("With observed discharge: blend each gauged basin's forecast with its "
+                                    "observation of the issue day (persistence), one weight per gauge and lead "
+                                    "fitted on the validation period (0: the model alone; 1: persistence)."),
         "forecast_source": KeyDoc("The weather-forecast source the lead days roll over: auto (the config's "
                                   "nwp source, if any), a source name, or none."),
         "ensemble_source": KeyDoc("The forecast source whose ensemble members predict and evaluate roll the "

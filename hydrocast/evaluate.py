@@ -48,7 +48,7 @@ from .errors import BadInputError, ConfigError
 MODELS = ("convlstm", "lumped_lstm", "persistence", "climatology")
 #: rows added where the model uses observed discharge / a weather forecast: the same trained
 #: models run as if every gauge were silent / no forecast existed (the operational fallbacks)
-VARIANTS = {"no_obs": {"with_obs": False}, "no_forecast": {"with_forecast": False}}
+VARIANTS = {"no_obs": {"with_obs": False}, "no_forecast": {"with_forecast": False}, "no_blend": {"blend": False}}
 
 
 def parse_period(text: str | None, cfg: Config) -> tuple[np.datetime64, np.datetime64]:
@@ -114,8 +114,12 @@ def _evaluate(cfg, fc, period, out_dir, basins_path, discharge_path, log) -> Eva
     q_obs = discharge_table(cfg, fc.reader.days, basins.ids, discharge_path).to_numpy("float64")  # (days, N)
     lead = fc.lead
     res = fc.run(basins, a, b, lumped=True)
+    from .forward import persistence_weight
+
     variants = [v for v, on in (("no_obs", fc.observed and fc.obs is not None),
-                                ("no_forecast", fc.forecasts is not None)) if on]
+                                ("no_forecast", fc.forecasts is not None),
+                                ("no_blend", fc.obs is not None and any(persistence_weight(m) is not None
+                                                                        for m in (fc.net, fc.lumped)))) if on]
     for v in variants:
         r = fc.run(basins, a, b, lumped=True, **VARIANTS[v])
         res.update({f"{k}_{v}": run for k, run in r.items()})

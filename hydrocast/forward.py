@@ -17,6 +17,9 @@ recurrent state, and returns a :class:`PeriodRun` whose arrays carry named dimen
     runoff   (issue_day, lead, y, x)      runoff-generation map, ConvLSTM only
     issue_error (issue_day, basin)        where the forecasts were updated with the issue day's
                       error (:func:`update_run`): that error, standardised (0: not updated)
+    persistence_weight (issue_day, basin, lead)  the weight of the basin's own observation of the
+                      issue day in its forecast (:func:`update_run`; 0: not blended), where the
+                      model blends with persistence
 
 ``q[t, n, l]`` is the forecast issued with data up to and including day ``a + t``, for day
 ``a + t + l + 1``.
@@ -38,7 +41,8 @@ class PeriodRun:
             "maps": ("issue_day", "lead", "y", "x"), "runoff": ("issue_day", "lead", "y", "x"),
             "q_quantiles": ("issue_day", "basin", "lead", "quantile"),
             "q_quantiles_norm": ("issue_day", "basin", "lead", "quantile"),
-            "issue_error": ("issue_day", "basin")}
+            "issue_error": ("issue_day", "basin"),
+            "persistence_weight": ("issue_day", "basin", "lead")}
 
     issue_days: np.ndarray  # datetime64[D], (T,)
     q: np.ndarray
@@ -97,15 +101,17 @@ class ModelInputs:
     ensemble_name: str | None = None  # the store variable whose members :func:`run_members` rolls
     obs_days: int = 1  # the model's hparam: the "obs" stream carries obs_days - 1 days before the sequence
     obs_area: np.ndarray | None = None  # (G,) the gauges' whole mask areas (cells) where obs_basins are cut
+    obs_gauges: np.ndarray | None = None  # (G',) the model's gauge numbers of the obs columns (None: 0..G-1)
 
     def window(self, rows: slice, cols: slice, basin_rows) -> "ModelInputs":
         """The inputs of one window (:mod:`hydrocast.tiles`): the cube read on the cells ``rows``
         x ``cols`` (:meth:`hydrocast.samples.CubeReader.window`), the static maps cut to it, the
         read-out basins ``basin_rows`` (indices of this object's basins; their masks must lie inside
         the window) cut to it; the gauges whose masks reach into the window, with their masks cut,
-        their observation columns, ``obs_index`` pointing at their new positions (-1 stays -1), and
+        their observation columns, ``obs_index`` pointing at their new positions (-1 stays -1),
         ``obs_area`` their whole masks' areas, so that the observation maps weigh them as on the
-        whole domain (:func:`hydrocast.model.observation_maps`)."""
+        whole domain (:func:`hydrocast.model.observation_maps`), and ``obs_gauges`` their numbers
+        among the model's gauges (for the per-gauge blend with persistence)."""
         import dataclasses
 
         sel = np.asarray(basin_rows, dtype=int)
@@ -123,9 +129,10 @@ class ModelInputs:
         index = None
         if self.obs_index is not None:
             index = pos[np.asarray(self.obs_index, dtype="int64")[sel]]
+        gauges = np.arange(len(masks)) if self.obs_gauges is None else np.asarray(self.obs_gauges)
         return dataclasses.replace(out, obs=None if self.obs is None else self.obs[:, keep],
                                    obs_basins=np.ascontiguousarray(cut[keep]), obs_index=index,
-                                   obs_area=area[keep])
+                                   obs_area=area[keep], obs_gauges=gauges[keep])
 
 
 def gauge_areas(masks: np.ndarray) -> np.ndarray:
@@ -233,18 +240,120 @@ def update_gain(net) -> np.ndarray | None:
     return g if np.any(g != 0) else None
 
 
+def persistence_weight(net) -> np.ndarray | None:
+    """``net``'s ``persistence_weight`` (G, L) as numpy where it has one fitted that is not all
+    zero, else None."""
+    w = getattr(net, "persistence_weight", None)
+    if w is None or w.numel() == 0:
+        return None
+    w = w.detach().float().cpu().numpy()
+    return w if np.any(w != 0) else None
+
+
+def set_persistence_weight(net, weight) -> None:
+    """Set ``net``'s ``persistence_weight`` buffer to ``weight`` (G, L) (its shape changes from the
+    empty (0, L) it is built with); ``weight`` None or empty: back to (0, L)."""
+    import torch
+
+    old = net.persistence_weight
+    w = torch.zeros(0, old.shape[-1]) if weight is None else torch.as_tensor(np.asarray(weight, dtype="float32"))
+    net.persistence_weight = w.to(dtype=old.dtype, device=old.device)
+
+
+@contextlib.contextmanager
+def without_blend(*nets):
+    """Within: ``nets`` without their blend with persistence (weights empty); restored after."""
+    saved = [getattr(n, "persistence_weight", None) for n in nets]
+    try:
+        for n, w in zip(nets, saved):
+            if w is not None:
+                set_persistence_weight(n, None)
+        yield
+    finally:
+        for n, w in zip(nets, saved):
+            if w is not None:
+                n.persistence_weight = w
+
+
+def issue_observations(inp: ModelInputs, a: int, t: int) -> np.ndarray:
+    """(T, N) each read-out basin's own normalised observation of the issue days ``a..a+t-1``; NaN
+    where it is missing or the basin has no gauge of its own."""
+    n = len(inp.area_km2)
+    if inp.obs is None or inp.obs_index is None:
+        return np.full((t, n), np.nan, dtype="float32")
+    index = np.asarray(inp.obs_index, dtype="int64")
+    own = np.asarray(inp.obs[a:a + t], dtype="float32")[:, index.clip(min=0)]
+    return np.where(index[None, :] >= 0, own, np.nan).astype("float32")
+
+
+def basin_weights(inp: ModelInputs, weight: np.ndarray) -> np.ndarray:
+    """(N, L) each read-out basin's row of the per-gauge ``weight`` (G, L) of the model's gauges;
+    0 for a basin without a gauge of its own."""
+    n, lead = len(inp.area_km2), weight.shape[-1]
+    if inp.obs_index is None:
+        return np.zeros((n, lead), dtype="float32")
+    index = np.asarray(inp.obs_index, dtype="int64")
+    gauges = np.arange(len(weight)) if inp.obs_gauges is None else np.asarray(inp.obs_gauges, dtype="int64")
+    g = np.where(index >= 0, gauges[index.clip(min=0)] if len(gauges) else -1, -1)
+    return np.where((g >= 0)[:, None], weight[g.clip(min=0)], 0.0).astype("float32")
+
+
 def issue_errors(inp: ModelInputs, previous: np.ndarray, a: int) -> np.ndarray:
     """(T, N) the error of each read-out basin's lead-1 forecast issued the day before each issue
     day ``a + t``: its own observation of that day minus ``previous[t]`` (T, N), the normalised
     lead-1 forecasts issued on days ``a - 1 + t``; 0 where either is missing or the basin has no
     gauge of its own."""
-    t, n = previous.shape
-    if inp.obs is None or inp.obs_index is None:
-        return np.zeros((t, n), dtype="float32")
-    index = np.asarray(inp.obs_index, dtype="int64")
-    own = np.asarray(inp.obs[a:a + t], dtype="float32")[:, index.clip(min=0)]
-    own = np.where(index[None, :] >= 0, own, np.nan)
+    own = issue_observations(inp, a, previous.shape[0])
     return np.nan_to_num(own - previous, nan=0.0).astype("float32")
+
+
+@dataclass
+class Correction:
+    """What the updating does to a run's normalised forecasts (T, N, L): ``y = q + shift``, then
+    ``y + weight * (obs - y)`` (the blend with persistence; ``weight`` 0 where not blended). The
+    quantiles move with their forecast (the same shift): the blend does not narrow the
+    distribution, whose spread the recalibration after it sets."""
+
+    shift: np.ndarray  # (T, N, L)
+    weight: np.ndarray  # (T, N, L)
+    obs: np.ndarray  # (T, N, L), 0 where weight is 0
+
+    def apply(self, x: np.ndarray, members: bool = False, center: np.ndarray | None = None) -> np.ndarray:
+        """``x`` corrected: the forecasts (T, N, L), or (T, R, N, L) with ``members``; or, with
+        ``center`` (the forecasts ``x``'s quantiles belong to, before correction), ``x``'s
+        quantiles (a trailing quantile axis) shifted as their forecast is."""
+        s, w, o = self.shift, self.weight, self.obs
+        if members:
+            s, w, o = s[:, None], w[:, None], o[:, None]
+        if center is not None:
+            y = center + s
+            return (x + (s + w * (o - y))[..., None]).astype("float32")
+        y = x + s
+        return (y + w * (o - y)).astype("float32")
+
+    def days(self, sl: slice) -> "Correction":
+        return Correction(self.shift[sl], self.weight[sl], self.obs[sl])
+
+
+def correction(inp: ModelInputs, a: int, errors: np.ndarray | None, gain: np.ndarray | None,
+               weight: np.ndarray | None, shape: tuple[int, int, int]) -> Correction | None:
+    """The :class:`Correction` of the issue days ``a..`` (``shape`` (T, N, L)) of ``inp``'s basins
+    from the issue-day ``errors`` (T, N) (:func:`issue_errors`; None: 0) and the model's ``gain``
+    (L,) and per-gauge ``weight`` (G, L) (None: no such step); None where neither applies."""
+    if gain is None and weight is None:
+        return None
+    t, n, lead = shape
+    shift = np.zeros(shape, dtype="float32")
+    if gain is not None and errors is not None:
+        shift = (errors[:, :, None] * np.asarray(gain, dtype="float32")[None, None, :]).astype("float32")
+    w = np.zeros(shape, dtype="float32")
+    o = np.zeros(shape, dtype="float32")
+    if weight is not None:
+        own = issue_observations(inp, a, t)  # (T, N)
+        have = np.isfinite(own)[:, :, None]
+        w = np.where(have, basin_weights(inp, weight)[None], 0.0).astype("float32")
+        o = np.broadcast_to(np.nan_to_num(own, nan=0.0)[:, :, None], shape).astype("float32")
+    return Correction(shift, w, o)
 
 
 def split_issue_errors(run: PeriodRun, inp: ModelInputs, a: int) -> tuple[PeriodRun, np.ndarray]:
@@ -261,20 +370,31 @@ def split_issue_errors(run: PeriodRun, inp: ModelInputs, a: int) -> tuple[Period
     return run, issue_errors(inp, previous, a)
 
 
-def update_run(run: PeriodRun, inp: ModelInputs, errors: np.ndarray, gain: np.ndarray) -> None:
+def update_run(run: PeriodRun, inp: ModelInputs, errors: np.ndarray, gain: np.ndarray | None,
+               weight: np.ndarray | None = None, a: int | None = None) -> None:
     """In place: ``run``'s forecasts updated with the issue-day ``errors`` (T, N)
     (:func:`issue_errors`): every lead ``l`` moves by ``gain[l] * error`` in the normalised space,
-    its quantiles with it (see :mod:`hydrocast.model.network`, "Updating with the issue day's
-    error"); the errors are kept as ``run.extra["issue_error"]``."""
-    shift = errors[:, :, None] * np.asarray(gain, dtype="float32")[None, None, :]
-    run.q_norm = (run.q_norm + shift).astype("float32")
+    then (a model with a per-gauge ``weight`` (G, L)) is blended with the basin's own observation
+    of the issue day (cube day ``a + t``), its quantiles with it (see :mod:`hydrocast.model.network`,
+    "Updating with the issue day's error" and "Blending with persistence"); the errors are kept
+    as ``run.extra["issue_error"]`` (a model with a gain), the blend's weights as
+    ``run.extra["persistence_weight"]`` (a model with weights)."""
+    a = inp.reader.index(run.issue_days[0]) if a is None else a
+    corr = correction(inp, a, errors, gain, weight, run.q_norm.shape)
+    if corr is None:
+        return
+    center = run.q_norm
+    run.q_norm = corr.apply(center)
     run.q = to_discharge(run.q_norm, inp.q_mean, inp.q_std, inp.area_km2)
     if "q_quantiles_norm" in run.extra:
-        qq = (run.extra["q_quantiles_norm"] + shift[..., None]).astype("float32")
+        qq = corr.apply(run.extra["q_quantiles_norm"], center=center)
         run.extra["q_quantiles_norm"] = qq
         run.extra["q_quantiles"] = np.moveaxis(to_discharge(np.moveaxis(qq, -1, 0), inp.q_mean, inp.q_std,
                                                             inp.area_km2), 0, -1)
-    run.extra["issue_error"] = errors
+    if gain is not None:
+        run.extra["issue_error"] = errors
+    if weight is not None:
+        run.extra["persistence_weight"] = corr.weight
 
 
 def run_chunked(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, with_obs: bool = True,
@@ -287,15 +407,21 @@ def run_chunked(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, w
     A model with an ``update_gain`` (and observations) has its forecasts updated with the issue
     day's error (:func:`update_run`): the run then also issues a forecast on day ``a - 1`` where it
     starts before ``a`` (the lead-1 forecast whose error day ``a`` reads); where it starts on
-    ``a`` itself, day ``a`` is not updated."""
+    ``a`` itself, day ``a`` is not updated. A model with a ``persistence_weight`` is then blended
+    with each gauged basin's observation of the issue day (:func:`update_run`)."""
     s = max(0, a - spin) if start is None else start
     gain = update_gain(net) if with_obs else None
-    if gain is None or inp.obs is None:
+    weight = persistence_weight(net) if with_obs else None
+    if (gain is None and weight is None) or inp.obs is None:
         return _run_chunked(net, inp, a, b, s, device, with_obs, with_forecast, state, chunk_days)
-    run = _run_chunked(net, inp, a - 1 if a - 1 >= s else a, b, s, device, with_obs, with_forecast, state,
-                       chunk_days)
-    run, errors = split_issue_errors(run, inp, a)
-    update_run(run, inp, errors, gain)
+    if gain is None:  # the blend alone reads the issue day's observation, not the day before's forecast
+        run = _run_chunked(net, inp, a, b, s, device, with_obs, with_forecast, state, chunk_days)
+        errors = np.zeros(run.q_norm.shape[:2], dtype="float32")
+    else:
+        run = _run_chunked(net, inp, a - 1 if a - 1 >= s else a, b, s, device, with_obs, with_forecast, state,
+                           chunk_days)
+        run, errors = split_issue_errors(run, inp, a)
+    update_run(run, inp, errors, gain, weight, a)
     return run
 
 
@@ -334,7 +460,7 @@ def _gather(parts: list, n: int, axis: int) -> dict:
 
 
 #: the outputs of a run that have a basin axis (gathered from the windows of a tiled run)
-BASIN_OUTPUTS = ("q", "q_norm", "q_quantiles", "q_quantiles_norm", "issue_error")
+BASIN_OUTPUTS = ("q", "q_norm", "q_quantiles", "q_quantiles_norm", "issue_error", "persistence_weight")
 
 
 def run_tiled(net, inp: ModelInputs, windows: list, a: int, b: int, spin: int, device=None, with_obs: bool = True,
@@ -428,7 +554,8 @@ def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, s
     fewer members than the most are NaN past their count). ``chunk_days``: as :func:`run_chunked`.
     ``errors`` (T, N): the issue-day errors of the deterministic run of the same days and basins
     (its ``extra["issue_error"]``, :func:`update_run`): every member is updated with them (with
-    ``with_obs`` and the model's ``update_gain``)."""
+    ``with_obs`` and the model's ``update_gain``), then blended with persistence as the
+    deterministic run is (the model's ``persistence_weight``)."""
     import torch
 
     if inp.forecasts is None or not inp.ensemble_name:
@@ -441,16 +568,18 @@ def run_members(net, inp: ModelInputs, a: int, b: int, spin: int, device=None, s
     device = device or torch.device("cpu")
     s = max(0, a - spin) if start is None else start
     gain = update_gain(net) if with_obs else None
-    shift = None if gain is None or errors is None else errors[:, :, None] * gain[None, None, :]  # (T, N, L)
+    weight = persistence_weight(net) if with_obs else None
+    corr = None if inp.obs is None else correction(inp, a, errors, gain, weight,
+                                                   (len(days), len(inp.area_km2), inp.lead))
     if chunk_days <= 0:
-        return _members(net, inp, a, b, s, state, device, group, with_maps, with_obs, counts, n_real, shift)[0]
+        return _members(net, inp, a, b, s, state, device, group, with_maps, with_obs, counts, n_real, corr)[0]
     state = advance(net, inp, s, a, state, device, with_obs, False, chunk_days)
     runs = []
     for c0 in range(a, b + 1, chunk_days):
         c1 = min(c0 + chunk_days, b + 1) - 1
         part = counts[c0 - a:c1 - a + 1]
         run, state = _members(net, inp, c0, c1, c0, state, device, group, with_maps, with_obs, part, n_real,
-                              None if shift is None else shift[c0 - a:c1 - a + 1])
+                              None if corr is None else corr.days(slice(c0 - a, c1 - a + 1)))
         runs.append(run)
     joined = _concat([{"q": r.q, **r.extra} for r in runs])
     return MemberRun(days, counts, joined.pop("q"), joined)
@@ -483,11 +612,11 @@ def members_tiled(net, inp: ModelInputs, windows: list | None, a: int, b: int, s
 
 
 def _members(net, inp: ModelInputs, a: int, b: int, s: int, state, device, group: int, with_maps: bool,
-             with_obs: bool, counts: np.ndarray, n_real: int, shift: np.ndarray | None = None
+             with_obs: bool, counts: np.ndarray, n_real: int, corr: Correction | None = None
              ) -> tuple[MemberRun, object]:
     """:func:`run_members` of issue days ``a..b`` from the cube day ``s`` (and ``state``), whose
     member counts are ``counts`` (read once by the caller), with ``n_real`` member slots, every
-    member's normalised forecasts moved by ``shift`` (T', N, L) (the updating); also returns the
+    member's normalised forecasts corrected by ``corr`` (T' days; the updating); also returns the
     state after day ``b``."""
     import torch
 
@@ -519,10 +648,11 @@ def _members(net, inp: ModelInputs, a: int, b: int, s: int, state, device, group
     finally:
         net.train(was_training)
     cat = {k: np.moveaxis(np.concatenate(v, axis=0), 0, 1) for k, v in outs.items()}  # (T', R, ...)
-    if shift is not None:
-        cat["q"] = cat["q"] + shift[:, None]
+    if corr is not None:
+        center = cat["q"]
+        cat["q"] = corr.apply(center, members=True)
         if "q_quantiles" in cat:
-            cat["q_quantiles"] = cat["q_quantiles"] + shift[:, None, :, :, None]
+            cat["q_quantiles"] = corr.apply(cat["q_quantiles"], members=True, center=center)
     absent = np.arange(n_real)[None, :] >= counts[:, None]  # (T', R)
     for v in cat.values():
         v[absent] = np.nan

@@ -190,6 +190,8 @@ BASELINE_LONG_NAMES = {
     "lumped_lstm_no_obs": "discharge forecast by the lumped LSTM as if every gauge were silent at issue time",
     "convlstm_no_forecast": "discharge forecast by the ConvLSTM as if no weather forecast were available",
     "lumped_lstm_no_forecast": "discharge forecast by the lumped LSTM as if no weather forecast were available",
+    "convlstm_no_blend": "discharge forecast by the ConvLSTM without its blend with persistence",
+    "lumped_lstm_no_blend": "discharge forecast by the lumped LSTM without its blend with persistence",
 }
 
 DAY = np.timedelta64(1, "D")

@@ -353,10 +353,16 @@ class Forecaster:
                              chunk_days=self.chunk_days, errors=errors)
 
     def run(self, basins: BasinSet, a: int, b: int, lumped: bool = False, with_obs: bool = True,
-            with_forecast: bool = True) -> dict:
+            with_forecast: bool = True, blend: bool = True) -> dict:
         """Forecasts for issue days ``a..b`` (cube indices, inclusive) through the one forward path
         (:mod:`hydrocast.forward`, :meth:`hindcast`), spun up over the model's ``spin_up_days``.
-        Returns ``{"convlstm": PeriodRun, "lumped_lstm": PeriodRun}`` (the latter with ``lumped=True``)."""
+        Returns ``{"convlstm": PeriodRun, "lumped_lstm": PeriodRun}`` (the latter with ``lumped=True``).
+        ``blend=False``: without the models' blend with persistence (the ablation of evaluate)."""
+        if not blend:
+            from .forward import without_blend
+
+            with without_blend(self.net, self.lumped):
+                return self.run(basins, a, b, lumped, with_obs, with_forecast)
         from .forward import blend_ungauged
 
         inp = self.inputs(basins)
@@ -512,18 +518,27 @@ def _obs_note(fc: Forecaster, info: dict, last_t, day) -> str:
     return f"observed discharge of {day} entered the forecast"
 
 
-def _update_note(fc: Forecaster, error_m3s: float, day) -> str:
-    """What the updating with the issue day's error did to one basin's forecast (the file says)."""
-    from .forward import update_gain
+def _update_note(fc: Forecaster, error_m3s: float, day, blend: np.ndarray | None = None) -> str:
+    """What the updating with the issue day's error, and the blend with persistence (``blend``:
+    the basin's weights per lead, 0 where not blended), did to one basin's forecast (the file says)."""
+    from .forward import persistence_weight, update_gain
 
     gain = update_gain(fc.net)
     if gain is None:
-        return "none: this model does not update its forecasts ([train] update_forecasts, or gains fitted at 0)"
-    if error_m3s == 0.0:
-        return ("none: no observation of the issue day, no forecast of the day before, or a basin without a "
+        note = "none: this model does not update its forecasts ([train] update_forecasts, or gains fitted at 0)"
+    elif error_m3s == 0.0:
+        note = ("none: no observation of the issue day, no forecast of the day before, or a basin without a "
                 "gauge of its own")
-    return (f"the observation of {day} was {error_m3s:+.3f} m3/s off the lead-1 forecast issued the day before; "
-            f"lead days 1..{len(gain)} moved by " + " / ".join(f"{g:.2f}" for g in gain) + " of it")
+    else:
+        note = (f"the observation of {day} was {error_m3s:+.3f} m3/s off the lead-1 forecast issued the day "
+                f"before; lead days 1..{len(gain)} moved by " + " / ".join(f"{g:.2f}" for g in gain) + " of it")
+    if persistence_weight(fc.net) is None:
+        return note
+    if blend is None or not np.any(blend > 0):
+        return note + "; no blend with persistence (no observation of the issue day, a basin without a gauge " \
+                      "of its own, or its weights fitted at 0)"
+    return note + (f"; then blended with the observation of {day} (persistence), its weight at lead days "
+                   f"1..{len(blend)} " + " / ".join(f"{w:.2f}" for w in blend))
 
 
 def observed_discharge(cfg: Config):
@@ -598,7 +613,7 @@ def _predict(cfg, fc, basin_ids, out_dir, issue_date, basins_path, plot, log) ->
         error_m3s = float(fr.errors[n]) * fc.q_sd * info["area_km2"] / 86.4  # standardised -> m3/s
         hyd.attrs.update(provenance, hydrocast_spin_up=fr.spin_notes[n],
                          hydrocast_observed_discharge=_obs_note(fc, info, last_t, day),
-                         hydrocast_updating=_update_note(fc, error_m3s, day))
+                         hydrocast_updating=_update_note(fc, error_m3s, day, fr.blend[n]))
         frac = basins.channels[n, 0]
         window = fr.boxes[n]
         r0, r1, c0, c1 = window
@@ -685,10 +700,17 @@ def _map_box(frac: np.ndarray, basin_id: str) -> tuple[int, int, int, int]:
 
 def _weights(net, tensors: dict, prefix: str) -> dict:
     """``net``'s weights among the artefact's ``tensors`` (keys ``prefix`` + name); a model saved
-    before the updating with the issue day's error existed has no ``update_gain``: zero (no update)."""
+    before the updating with the issue day's error existed has no ``update_gain``: zero (no update);
+    one saved before the blend with persistence, no ``persistence_weight``: empty (no blend)."""
     out = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     if getattr(net, "update_gain", None) is not None and "update_gain" not in out:
         out["update_gain"] = net.update_gain.detach().clone()
+    if getattr(net, "persistence_weight", None) is not None:
+        if "persistence_weight" not in out:  # saved before the blend with persistence existed: none
+            out["persistence_weight"] = net.persistence_weight.detach().clone()
+        from .forward import set_persistence_weight
+
+        set_persistence_weight(net, out["persistence_weight"].numpy())  # the buffer takes the saved shape
     return out
 
 
@@ -710,6 +732,7 @@ class WindowForecasts:
     crops: list
     spin_notes: list
     errors: np.ndarray  # (N,) the issue day's error each basin was updated with (standardised; 0: none)
+    blend: np.ndarray | None = None  # (N, L) the weight of the issue day's observation (persistence) per lead
 
 
 def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log) -> WindowForecasts:
@@ -729,6 +752,7 @@ def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log
     members = member_qq = n_members = None
     crops, notes, boxes = [None] * n, [""] * n, list(boxes)
     errors = np.zeros(n, dtype="float32")
+    blend = np.zeros((n, lead), dtype="float32")
     for w, rows in groups:
         inp = inp_all if w is None else inp_all.window(w.rows, w.cols, rows)
         y0, x0 = (0, 0) if w is None else (w.y0, w.x0)
@@ -756,6 +780,8 @@ def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log
             q[nb] = run.q[0, k]
             if "issue_error" in run.extra:
                 errors[nb] = run.extra["issue_error"][0, k]
+            if "persistence_weight" in run.extra:
+                blend[nb] = run.extra["persistence_weight"][0, k]
             if qq is not None:
                 qq[nb] = run.extra["q_quantiles"][0, k]
             r0, r1, c0, c1 = boxes[nb]
@@ -771,7 +797,7 @@ def _forecast_windows(fc: Forecaster, basins: BasinSet, i: int, boxes: list, log
                 crops[nb].update(sm_members=sm_m[(slice(None), slice(None), *cut)],
                                  runoff_members=ro_m[(slice(None), slice(None), *cut)])
             notes[nb] = note
-    return WindowForecasts(q, qq, members, member_qq, n_members, boxes, crops, notes, errors)
+    return WindowForecasts(q, qq, members, member_qq, n_members, boxes, crops, notes, errors, blend)
 
 
 def _threshold_key(channels: np.ndarray, th, span: tuple[int, int]) -> str:

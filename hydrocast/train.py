@@ -351,6 +351,28 @@ class Trainer:
             net.update_gain.copy_(torch.as_tensor(gain, dtype=net.update_gain.dtype))
         return gain, errors
 
+    def fit_blend(self, net) -> np.ndarray | None:
+        """Fit the model's ``persistence_weight`` (per gauge and lead;
+        :func:`hydrocast.model.fit_persistence_weight`) on the validation period, the forecasts
+        already updated with the issue day's error, and set it; returns it (None for a model
+        without observations). The run that fits it is not blended (weights empty)."""
+        import torch
+
+        from .forward import issue_observations, set_persistence_weight
+        from .model import fit_persistence_weight
+        from .windows import targets
+
+        if getattr(net, "persistence_weight", None) is None or self.inputs.obs is None:
+            return None
+        v0, v1 = self.periods.v0, self.periods.v1
+        set_persistence_weight(net, None)
+        run = self.run(net, v0, v1 - 1)
+        obs = targets(self.q_norm, v0, v1, run.q_norm.shape[-1], v1)
+        weight = fit_persistence_weight(run.q_norm, issue_observations(self.inputs, v0, run.q_norm.shape[0]), obs)
+        with torch.no_grad():
+            set_persistence_weight(net, weight)  # the training basins are the model's gauges, in order
+        return weight
+
     def calibrate_spread(self, net) -> list[float]:
         """Fit the model's ``spread_scale`` (per lead) on the validation period (pinball loss) and
         set it; returns it. The validation period is what early stopping already used; the
@@ -497,6 +519,15 @@ class Trainer:
                 self.update_gain[name] = gain
                 self.log(f"{name}: updating with the issue day's error fitted on the validation period, gain "
                          + ", ".join(f"lead {l + 1} {g:.2f}" for l, g in enumerate(gain)))
+        self.persistence_weight = {}
+        for name, model in (("convlstm", net), ("lumped", lumped)) if self.cfg.train.persistence_blend else ():
+            weight = self.fit_blend(model)
+            if weight is not None:
+                self.persistence_weight[name] = {b.id: [round(float(x), 4) for x in row]
+                                                 for b, row in zip(self.basins, weight)}
+                self.log(f"{name}: blend with persistence fitted on the validation period, weight per lead "
+                         + "; ".join(f"{b} " + "/".join(f"{x:.2f}" for x in row)
+                                     for b, row in self.persistence_weight[name].items()))
         self.spread_scale = {}
         if self.cfg.train.probabilistic:
             for name, model in (("convlstm", net), ("lumped", lumped)):
@@ -560,6 +591,7 @@ class Trainer:
             "spin_up_days": self.spin,
             "observed_discharge": self.observed,
             "update_gain": self.update_gain or None,
+            "persistence_weight": self.persistence_weight or None,
             "distribution": ({"kind": "quantiles", "levels": list(QUANTILE_LEVELS),
                               "spread_scale": self.spread_scale, "ensemble": self.ensemble_scale}
                              if tr.probabilistic else None),

@@ -10,6 +10,7 @@ from hydrocast.model import (
     QUANTILE_LEVELS,
     HydroConvLSTM,
     LumpedLSTM,
+    fit_persistence_weight,
     fit_spread_scale,
     fit_update_gain,
     quantile_loss,
@@ -133,6 +134,38 @@ def test_fit_update_gain_is_the_weighted_slope_of_the_residuals_on_the_issue_day
     assert fit_update_gain(center, err, flipped, std) == [0.0, 0.0, 0.0]  # negative: clipped
     assert fit_update_gain(center, err, np.full_like(obs, np.nan), std) == [0.0, 0.0, 0.0]
     assert fit_update_gain(center, err, center + err[:, :, None] * 3.0, std) == [1.0, 1.0, 1.0]
+
+
+def test_fit_persistence_weight_is_the_least_squares_blend_per_basin_and_lead():
+    """Observations that are (1 - w) x model + w x persistence plus noise give back w per basin and
+    lead (0.9 for a slow river, 0.2, 0), equal to np.linalg.lstsq of the residuals on the distance
+    to persistence; missing values are skipped; a weight beyond [0, 1] is clipped; a basin with
+    fewer than min_days days gets 0."""
+    rng = np.random.default_rng(1)
+    T, N, L = 2000, 3, 2
+    center = rng.normal(size=(T, N, L))
+    persist = rng.normal(size=(T, N))
+    true = np.array([[0.9, 0.8], [0.2, 0.3], [0.0, 0.0]])
+    obs = center + true[None] * (persist[:, :, None] - center) + 0.1 * rng.normal(size=(T, N, L))
+    obs[rng.random(size=obs.shape) < 0.1] = np.nan
+    w = fit_persistence_weight(center, persist, obs)
+    assert w.shape == (N, L)
+    for n in range(2):
+        for l in range(L):
+            r, d = obs[:, n, l] - center[:, n, l], persist[:, n] - center[:, n, l]
+            ok = np.isfinite(r)
+            want = np.linalg.lstsq(d[ok][:, None], r[ok], rcond=None)[0][0]
+            assert w[n, l] == pytest.approx(want, rel=1e-5)
+            assert w[n, l] == pytest.approx(true[n, l], abs=0.02)
+    assert 0.0 <= w[2, 0] < 0.02
+    beyond = center + 1.5 * (persist[:, :, None] - center)
+    assert (fit_persistence_weight(center, persist, beyond) == 1.0).all()
+    away = center - 0.5 * (persist[:, :, None] - center)
+    assert (fit_persistence_weight(center, persist, away) == 0.0).all()
+    few = np.full_like(obs, np.nan)
+    few[:29] = beyond[:29]
+    assert (fit_persistence_weight(center, persist, few) == 0.0).all()
+    assert (fit_persistence_weight(center, persist, few, min_days=29) == 1.0).all()
 
 
 @pytest.mark.parametrize("rollout", [0, 1])

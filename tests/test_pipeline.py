@@ -227,13 +227,20 @@ def test_predict_distribution_and_exceedance_of_user_thresholds(work, trained, t
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
 
 
+#: the blend weights (gauge row g % 3, lead) of the ``updating`` fixture
+BLEND = np.array([[0.6, 0.7, 0.8], [0.0, 0.0, 0.0], [0.2, 0.1, 0.0]], dtype="float32")
+
+
 @pytest.fixture
 def updating(monkeypatch):
     """Every model predict loads updates its forecasts with the issue day's error at gains 0.5 /
-    0.3 / 0.2 (the tiny project's fitted gains may all be 0: the sample's errors do not persist)."""
+    0.3 / 0.2 (the tiny project's fitted gains may all be 0: the sample's errors do not persist)
+    and blends them with persistence at :data:`BLEND` (gauge g: the row g % 3, so some gauges are
+    not blended), whatever weights train fitted."""
     import torch
 
     from hydrocast import predict
+    from hydrocast.forward import set_persistence_weight
 
     real = predict._weights
 
@@ -241,6 +248,10 @@ def updating(monkeypatch):
         out = real(net, tensors, prefix)
         if "update_gain" in out:
             out["update_gain"] = torch.tensor([0.5, 0.3, 0.2])
+        if "persistence_weight" in out:
+            g = int(tensors["basin_channels"].shape[0])
+            out["persistence_weight"] = torch.tensor(BLEND[np.arange(g) % 3])
+            set_persistence_weight(net, out["persistence_weight"].numpy())
         return out
 
     monkeypatch.setattr(predict, "_weights", weights)
@@ -288,7 +299,9 @@ def test_predict_keeps_the_model_state_and_continues_from_it(work, trained, tmp_
     # the file and the JSON say what the updating did: the error in m3/s and the gains
     assert abs(error) > 1e-3 and second["basins"][0]["issue_day_error_m3s"] == pytest.approx(error, abs=2e-3)
     assert re.fullmatch(r"the observation of 2020-05-20 was [+-]\d+\.\d{3} m3/s off the lead-1 forecast issued "
-                        r"the day before; lead days 1\.\.3 moved by 0\.50 / 0\.30 / 0\.20 of it",
+                        r"the day before; lead days 1\.\.3 moved by 0\.50 / 0\.30 / 0\.20 of it; then blended "
+                        r"with the observation of 2020-05-20 \(persistence\), its weight at lead days 1\.\.3 "
+                        r"0\.60 / 0\.70 / 0\.80",
                         attrs2["hydrocast_updating"]), attrs2["hydrocast_updating"]
 
     path.write_bytes(b"not a state")  # a corrupt state is rebuilt, never an error
@@ -374,8 +387,9 @@ def test_predict_and_evaluate_with_ensemble_members(work, cube, tmp_path, updati
             inp.forecasts = One()
             member_runs.append(run_period(fc.net, inp, i, i, fc.spin))
         plain = _updated(fc.net, fc.inputs(basins), i, i, fc.spin)
-        for run in member_runs:  # each member moved by the deterministic forecast's update
-            _moved(run, fc.inputs(basins), getattr(plain, "shift", 0.0))
+        for run in member_runs:  # each member moved by the deterministic forecast's update, then blended
+            _moved(run, fc.inputs(basins), plain.update_shift)
+            _moved(run, fc.inputs(basins), _blend_delta(fc.net, fc.inputs(basins), i, run.q_norm)[0])
         sm_r = np.stack([fc.map_physical(run["maps"][0])[0] for run in member_runs])  # (R, L, H, W)
         cols = np.searchsorted(fc.grid.x, window[0])
         rows = np.flatnonzero(np.isin(np.round(fc.grid.y, 6), np.round(window[1], 6)))
@@ -507,6 +521,9 @@ def test_predict_ungauged_basin(work, trained, tmp_path, updating):
         assert np.isnan(ds["last_observed_discharge"].values[0])
         assert (ds["discharge"].values >= 0).all()
         assert ds.attrs["hydrocast_updating"].startswith("none: no observation of the issue day")
+        assert ds.attrs["hydrocast_updating"].endswith("; no blend with persistence (no observation of the issue "
+                                                       "day, a basin without a gauge of its own, or its weights "
+                                                       "fitted at 0)")
 
 
 def test_archive_stand_in_is_the_degraded_observation(work, cube):
@@ -631,25 +648,58 @@ def _updated(net, inp, a: int, b: int, spin: int, start: int | None = None, **kw
     """The independent reference of a run whose forecasts are updated with the issue day's error:
     :func:`run_period` over issue days ``a - 1 .. b`` from the same first day, then, in numpy here,
     every lead of issue day t moved by ``gain * (own observation of t - the lead-1 forecast issued
-    on t - 1)`` (normalised; no own observation: no move; kept as ``.shift``), converted
-    back to m3/s by hand (:func:`_moved`)."""
+    on t - 1)`` (normalised; no own observation: no move), then blended with the own observation
+    of t by the model's per-gauge weights (:func:`_blend_delta`); the whole move kept as
+    ``.shift`` (the updating's alone as ``.update_shift``), converted back to m3/s by hand
+    (:func:`_moved`)."""
     from hydrocast.forward import run_period
 
     s = max(0, a - spin) if start is None else start
     gain = getattr(net, "update_gain", None)
     g = None if gain is None else gain.detach().numpy().astype("float64")
-    if g is None or not g.any() or not kw.get("with_obs", True) or a - 1 < s:
-        return run_period(net, inp, a, b, spin, start=start, **kw)
-    run = run_period(net, inp, a - 1, b, 0, start=s, **kw)
-    idx = np.asarray(inp.obs_index)
-    own = np.where(idx >= 0, np.asarray(inp.obs, "float64")[a:b + 1][:, np.clip(idx, 0, None)], np.nan)
-    err = np.nan_to_num(own - run.q_norm[:-1, :, 0])
-    run.q_norm, run.issue_days = run.q_norm[1:], run.issue_days[1:]
-    run.extra = {k: v[1:] for k, v in run.extra.items()}
-    run.shift = err[:, :, None] * g
-    _moved(run, inp, run.shift)
-    run.extra["issue_error"] = err
+    with_obs = kw.get("with_obs", True)
+    if g is None or not g.any() or not with_obs or a - 1 < s:
+        run = run_period(net, inp, a, b, spin, start=start, **kw)
+        run.shift = np.zeros(run.q_norm.shape)
+    else:
+        run = run_period(net, inp, a - 1, b, 0, start=s, **kw)
+        idx = np.asarray(inp.obs_index)
+        own = np.where(idx >= 0, np.asarray(inp.obs, "float64")[a:b + 1][:, np.clip(idx, 0, None)], np.nan)
+        err = np.nan_to_num(own - run.q_norm[:-1, :, 0])
+        run.q_norm, run.issue_days = run.q_norm[1:], run.issue_days[1:]
+        run.extra = {k: v[1:] for k, v in run.extra.items()}
+        run.shift = err[:, :, None] * g
+        _moved(run, inp, run.shift)
+        run.extra["issue_error"] = err
+    run.update_shift = run.shift
+    if with_obs:
+        delta, used = _blend_delta(net, inp, a, run.q_norm)
+        _moved(run, inp, delta)
+        run.shift = run.shift + delta
+        if used is not None:
+            run.extra["persistence_weight"] = used
     return run
+
+
+def _blend_delta(net, inp, a: int, q_norm) -> tuple[np.ndarray, np.ndarray | None]:
+    """(T, N, L) the blend with persistence by hand: ``w * (own observation of the issue day -
+    forecast)`` with ``w`` the row of the basin's gauge in the model's ``persistence_weight``
+    (window inputs name their gauges in ``obs_gauges``); 0 without a weight or an observation.
+    Also the weights used (T, N, L), None for a model without weights."""
+    w = getattr(net, "persistence_weight", None)
+    if w is None or not w.any() or inp.obs is None:
+        return np.zeros(q_norm.shape), None
+    weight = w.detach().numpy().astype("float64")
+    idx = np.asarray(inp.obs_index)
+    gauges = np.arange(len(weight)) if inp.obs_gauges is None else np.asarray(inp.obs_gauges)
+    t = q_norm.shape[0]
+    own = np.where(idx >= 0, np.asarray(inp.obs, "float64")[a:a + t][:, np.clip(idx, 0, None)], np.nan)
+    used = np.zeros(q_norm.shape)
+    for n in range(q_norm.shape[1]):
+        for k in range(t):
+            if idx[n] >= 0 and np.isfinite(own[k, n]):
+                used[k, n] = weight[gauges[idx[n]]]
+    return used * (np.nan_to_num(own)[:, :, None] - q_norm), used
 
 
 def _moved(run, inp, shift):
@@ -674,7 +724,7 @@ def test_forecasts_are_updated_with_the_issue_days_error(work, trained):
     import torch
 
     from hydrocast import artefact, config
-    from hydrocast.forward import issue_errors, run_chunked, run_period
+    from hydrocast.forward import issue_errors, run_chunked, run_period, set_persistence_weight
     from hydrocast.predict import Forecaster
 
     _, meta = artefact.load(trained)
@@ -689,6 +739,7 @@ def test_forecasts_are_updated_with_the_issue_days_error(work, trained):
         for net in (fc.net, fc.lumped):
             with torch.no_grad():
                 net.update_gain.copy_(torch.tensor([0.6, 0.4, 0.2]))
+            set_persistence_weight(net, None)  # the updating alone (the blend: the next test)
             want = _updated(net, inp, a, a + 19, 60)
             plain = run_period(net, inp, a, a + 19, 60)
             for chunk in (0, 7):
@@ -710,6 +761,65 @@ def test_forecasts_are_updated_with_the_issue_days_error(work, trained):
             _close(first.q[0], run_period(net, inp, a, a + 19, 0, start=a).q[0])
             _close(run_chunked(net, inp, a, a + 19, 60, with_obs=False).q,
                    run_period(net, inp, a, a + 19, 60, with_obs=False).q)
+
+
+def test_forecasts_are_blended_with_persistence_gauge_by_gauge(work, trained):
+    """The blend with persistence: train fitted one weight per gauge and lead on the validation
+    period and saved it (artefact meta by basin id, weights as a (G, L) buffer in the basins'
+    order, both models). With the weight 1 at one gauge (gain 0), that basin's forecast at every
+    lead is its discharge observed on the issue day, read here from the discharge file, and its
+    quantiles keep their distances to it; the other gauges, weight 0, are the run without a blend;
+    a day the gauge is silent is not blended; evaluate's ``no_blend`` variant is the run without
+    the blend; with_obs=False never blends."""
+    import torch
+
+    from hydrocast import artefact, config
+    from hydrocast.forward import run_chunked, run_period, set_persistence_weight
+    from hydrocast.predict import Forecaster
+
+    _, meta = artefact.load(trained)
+    ids = [b["id"] for b in meta["basins"]]
+    q = pd.read_csv(SAMPLE / "discharge" / "discharge.csv", parse_dates=["date"], dtype={"basin_id": str})
+    with Forecaster(config.load(work / "hydrocast.toml")) as fc:
+        for name, net in (("convlstm", fc.net), ("lumped", fc.lumped)):
+            fitted = meta["persistence_weight"][name]
+            assert list(fitted) == ids and all(len(w) == fc.lead and all(0 <= x <= 1 for x in w)
+                                               for w in fitted.values())
+            np.testing.assert_allclose(net.persistence_weight.numpy(), [fitted[b] for b in ids], atol=1e-4)
+        basins = fc.basin_set(["all"])
+        inp = fc.inputs(basins)
+        a = fc.issue_index("2020-03-01")
+        n0 = basins.ids.index(ids[2])  # the third gauge, wherever it is among the read-out basins
+        issue = pd.DatetimeIndex(fc.reader.days[a:a + 20].astype("datetime64[ns]"))
+        observed = q[q["basin_id"] == ids[2]].set_index("date")["discharge"].reindex(issue).to_numpy()
+        assert np.isfinite(observed).all()
+        silent = inp.obs.copy()
+        silent[a + 4, 2] = np.nan
+        for net in (fc.net, fc.lumped):
+            weight = np.zeros((len(ids), fc.lead), dtype="float32")
+            weight[2] = 1.0
+            with torch.no_grad():
+                net.update_gain.zero_()
+            set_persistence_weight(net, weight)
+            plain = run_period(net, inp, a, a + 19, 60)
+            got = run_chunked(net, inp, a, a + 19, 60, chunk_days=7)
+            np.testing.assert_allclose(got.q[:, n0, :], np.repeat(observed[:, None], fc.lead, axis=1), rtol=1e-4)
+            others = [n for n in range(len(basins.ids)) if n != n0]
+            _close(got.q[:, others], plain.q[:, others])
+            spread = got.extra["q_quantiles_norm"][:, n0] - got.q_norm[:, n0, :, None]
+            _close(spread, plain.extra["q_quantiles_norm"][:, n0] - plain.q_norm[:, n0, :, None])
+            used = got.extra["persistence_weight"]
+            assert used[:, n0].min() == 1.0 and used[:, others].max() == 0
+            day = run_chunked(net, dataclasses.replace(inp, obs=silent), a, a + 19, 60)
+            ref = run_period(net, dataclasses.replace(inp, obs=silent), a, a + 19, 60)
+            _close(day.q[4, n0], ref.q[4, n0])
+            assert not np.allclose(day.q[3, n0], ref.q[3, n0], rtol=1e-3)
+            _close(run_chunked(net, inp, a, a + 19, 60, with_obs=False).q, run_period(net, inp, a, a + 19, 60,
+                                                                                         with_obs=False).q)
+        runs = fc.run(basins, a, a + 19, lumped=True, blend=False)
+        for name, net in (("convlstm", fc.net), ("lumped_lstm", fc.lumped)):
+            _close(runs[name].q, run_period(net, inp, a, a + 19, fc.spin).q)
+            assert net.persistence_weight.shape == (len(ids), fc.lead)  # restored after
 
 
 def _tiled(work, tmp_path, tile: int, halo: int = 2):
@@ -972,10 +1082,10 @@ def test_evaluate_table_and_hindcast(work, trained, tmp_path):
     summary = json.loads(res.stdout)
     table = pd.read_csv(out / "metrics.csv", dtype={"basin": str})
     # the sample has observed discharge and a weather forecast: each model also as if every gauge
-    # were silent, and as if no forecast existed
-    variants = {f"{m}{v}" for m in ("convlstm", "lumped_lstm") for v in ("", "_no_obs", "_no_forecast")}
+    # were silent, as if no forecast existed, and without its blend with persistence
+    variants = {f"{m}{v}" for m in ("convlstm", "lumped_lstm") for v in ("", "_no_obs", "_no_forecast", "_no_blend")}
     assert set(table["model"]) == variants | {"persistence", "climatology"}
-    assert len(table) == 8 * 7 * 3  # models x (6 basins + median) x leads
+    assert len(table) == 10 * 7 * 3  # models x (6 basins + median) x leads
     with_obs = table[(table["model"] == "convlstm") & (table["basin"] != "median")]["nse"].to_numpy()
     silent = table[(table["model"] == "convlstm_no_obs") & (table["basin"] != "median")]["nse"].to_numpy()
     assert np.abs(with_obs - silent).max() > 1e-3  # the observations reach the forecast

@@ -11,9 +11,11 @@ discharge observed on the issue day), applies the weights to the test hindcast a
 NSE medians over basins, per lead, of each model as is and blended, and the weights. So that the
 choice can be made without the test year, it also scores the blend on the validation year itself,
 cross-fitted (:func:`cross_fitted`: the weights of each half of the year fitted on the other half). Not part of
-hydrocast: a measurement of a post-processing that hydrocast does not (yet) do, for a region
-where some rivers are so slow that persistence beats every model (the contrast variant's
-permeable basin PT05).
+hydrocast: the offline measurement that led to ``[train] persistence_blend`` (which hydrocast now
+fits at training time, see "Blending with persistence" in :mod:`hydrocast.model.network`), for
+a region where some rivers are so slow that persistence beats every model (the contrast
+variant's permeable basin PT05). Give it hindcasts of models without the blend
+(``persistence_blend = false``, or models trained before it existed).
 """
 
 from __future__ import annotations

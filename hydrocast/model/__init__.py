@@ -11,6 +11,7 @@ Public API::
     QUANTILE_LEVELS, quantile_loss    the forecast distribution's levels and its pinball loss
     fit_spread_scale                  calibrate the distribution's spread on the validation period
     fit_update_gain                   fit the updating with the issue day's error on the validation period
+    fit_persistence_weight            fit the per-gauge blend with persistence on the validation period
     discharge_from_normalised         normalised head output -> non-negative physical discharge
 """
 
@@ -25,6 +26,7 @@ from .network import (
                       LumpedLSTM,
                       basin_average,
                       discharge_from_normalised,
+                      fit_persistence_weight,
                       fit_spread_scale,
                       fit_update_gain,
                       lumped_inputs,
@@ -40,4 +42,4 @@ __all__ = ["ConvLSTM", "ConvLSTMCell", "lstm_gates", "HPARAM_DEFAULTS", "BasinHe
            "LumpedLSTM", "STREAMS", "N_OBS_FEATURES", "observation_maps", "observation_features",
            "basin_average", "lumped_inputs", "discharge_from_normalised", "nse_star_loss",
            "QUANTILE_LEVELS", "quantile_loss", "n_obs_features", "quantiles_around", "fit_spread_scale",
-           "fit_update_gain"]
+           "fit_update_gain", "fit_persistence_weight"]

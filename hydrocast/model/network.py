@@ -78,6 +78,20 @@ They bring back what the recurrent state cannot: a model that thinks snow is sti
 it has gone overestimates day after day, the observation says so every day, and the head alone
 cannot read its own error.
 
+Blending with persistence, gauge by gauge
+-----------------------------------------
+A model with ``observed=1`` also carries the buffer ``persistence_weight`` (G, L), one weight per
+gauge (the model's training basins, in their order) and lead, empty (0, L) while it trains. After
+the updating, each gauged basin's forecast is blended with its own observation of the issue day
+(persistence): ``q[t, n, l] <- q[t, n, l] + w[g(n), l] * (obs[t, n] - q[t, n, l])``, normalised,
+its quantiles with it (no observation on the issue day, an ungauged basin: no blend). The weights
+are fitted on the validation period after the gains (:func:`fit_persistence_weight`), before the
+distribution's recalibration, and saved with the weights; ``[train] persistence_blend = false``
+leaves them empty. A river so slow that yesterday's flow beats any model (a baseflow river on
+permeable ground, a lake outlet) gets a weight near 1 at every lead; a flashy one gets ~0. The
+network cannot learn this itself: NSE* weighs a low-variance basin by ``1 / (std + 0.1)^2``, so
+the loss cares least about the very rivers where persistence is best.
+
 ``mode="softplus"`` gives a smooth alternative for callers who need a differentiable positive
 output (e.g. a physical-space loss).
 """
@@ -282,6 +296,8 @@ class HydroConvLSTM(nn.Module):
             self.register_buffer("spread_scale", torch.ones(hp["lead_days"], len(QUANTILE_LEVELS)))
         if hp["observed"]:  # the updating of the forecasts with the issue day's error (forward.update_run)
             self.register_buffer("update_gain", torch.zeros(hp["lead_days"]))
+            # and the blend with persistence per gauge, (G, L) once fitted (forward.set_persistence_weight)
+            self.register_buffer("persistence_weight", torch.zeros(0, hp["lead_days"]))
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -503,6 +519,7 @@ class LumpedLSTM(nn.Module):
             self.obs_skip = nn.Parameter(torch.ones(lead_days))
             # and the same updating with the issue day's error (forward.update_run)
             self.register_buffer("update_gain", torch.zeros(lead_days))
+            self.register_buffer("persistence_weight", torch.zeros(0, lead_days))
         with torch.no_grad():  # PyTorch gate order i, f, g, o
             self.lstm.bias_hh_l0[hidden:2 * hidden].fill_(1.0)
             self.lstm.bias_ih_l0[hidden:2 * hidden].zero_()
@@ -697,6 +714,25 @@ def fit_update_gain(center, errors, obs, basin_std, eps: float = 0.1) -> list[fl
         den = float((ww * e[ok] ** 2).sum())
         out.append(float(np.clip((ww * r[ok] * e[ok]).sum() / den, 0.0, 1.0)) if den > 0 else 0.0)
     return out
+
+
+def fit_persistence_weight(center, issue_obs, obs, min_days: int = 30):
+    """(N, L) the weights ``w`` of the blend with persistence (module docstring, "Blending with
+    persistence") that minimise, per basin and lead, the squared error of
+    ``center + w * (issue_obs - center)`` against ``obs`` (numpy (T, N, L), (T, N), (T, N, L),
+    normalised, the forecasts already updated; NaN = none): the least-squares slope of the
+    residuals on the distance to persistence, clipped to [0, 1] (between the model and
+    persistence, never beyond either); 0 for a basin and lead with fewer than ``min_days`` days."""
+    import numpy as np
+
+    c = np.asarray(center, dtype="float64")
+    r = np.asarray(obs, dtype="float64") - c
+    d = np.asarray(issue_obs, dtype="float64")[:, :, None] - c
+    ok = np.isfinite(r) & np.isfinite(d)
+    num = np.where(ok, r * d, 0.0).sum(axis=0)
+    den = np.where(ok, d * d, 0.0).sum(axis=0)
+    w = np.clip(np.divide(num, den, out=np.zeros_like(num), where=den > 0), 0.0, 1.0)
+    return np.where(ok.sum(axis=0) >= min_days, w, 0.0).astype("float32")
 
 
 def discharge_from_normalised(q_norm: torch.Tensor, mean: torch.Tensor | float, std: torch.Tensor | float,
