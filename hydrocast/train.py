@@ -100,6 +100,19 @@ class TrainResult:
                 "resumed_from_epoch": self.resumed_from}
 
 
+def blend_summary(weights: dict, most: int = 12) -> str:
+    """The fitted blend weights (basin id -> per-lead list) in one log line: every gauge's where
+    there are at most ``most``, else the median and the largest per lead and the gauges above 0.5."""
+    if len(weights) <= most:
+        return "; ".join(f"{b} " + "/".join(f"{x:.2f}" for x in row) for b, row in weights.items())
+    w = np.asarray(list(weights.values()), dtype="float64")
+    high = [b for b, row in weights.items() if max(row) > 0.5]
+    return ("median " + "/".join(f"{x:.2f}" for x in np.median(w, axis=0)) + ", largest "
+            + "/".join(f"{x:.2f}" for x in w.max(axis=0))
+            + f" over {len(weights)} gauges; above 0.5 at some lead: {len(high)}"
+            + (f" ({', '.join(high[:most])}{', ...' if len(high) > most else ''})" if high else ""))
+
+
 class Trainer:
     """One training run: the domain, the windows and the two models' tasks."""
 
@@ -526,8 +539,7 @@ class Trainer:
                 self.persistence_weight[name] = {b.id: [round(float(x), 4) for x in row]
                                                  for b, row in zip(self.basins, weight)}
                 self.log(f"{name}: blend with persistence fitted on the validation period, weight per lead "
-                         + "; ".join(f"{b} " + "/".join(f"{x:.2f}" for x in row)
-                                     for b, row in self.persistence_weight[name].items()))
+                         + blend_summary(self.persistence_weight[name]))
         self.spread_scale = {}
         if self.cfg.train.probabilistic:
             for name, model in (("convlstm", net), ("lumped", lumped)):

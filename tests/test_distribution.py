@@ -256,3 +256,21 @@ def test_warnings_table_without_thresholds_keeps_its_header():
     one = probabilistic_scores(*args, {"B1": [Threshold("B1", "q2", 12.0, 2.0)]})["warnings"]
     assert list(one.columns) == list(empty.columns) and len(one) == 3  # convlstm + the two reference ensembles
     assert list(pd.read_csv(io.StringIO(text)).columns) == list(empty.columns)
+
+
+def test_the_blend_log_line_lists_few_gauges_and_summarises_many():
+    """train's log of the fitted blend: each gauge's weights for a few gauges; for many, the
+    per-lead median and largest weight (computed here with statistics.median) and the gauges
+    above 0.5, never one entry per gauge."""
+    import statistics
+
+    from hydrocast.train import blend_summary
+
+    assert blend_summary({"A": [0.1, 0.2, 0.0], "B": [0.9, 0.8, 0.7]}) == "A 0.10/0.20/0.00; B 0.90/0.80/0.70"
+    many = {f"G{i:02d}": [i / 40, 0.0, 0.9 if i == 7 else 0.0] for i in range(40)}
+    line = blend_summary(many)
+    med = statistics.median(i / 40 for i in range(40))
+    assert line.startswith(f"median {med:.2f}/0.00/0.00, largest 0.97/0.00/0.90 over 40 gauges")
+    above = [b for b, w in many.items() if max(w) > 0.5]
+    assert line.endswith(f"above 0.5 at some lead: {len(above)} ({', '.join(above[:12])}, ...)")
+    assert "G03" not in line
