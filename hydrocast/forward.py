@@ -231,23 +231,24 @@ def _concat(parts: list, axis: int = 0) -> dict:
     return {k: np.concatenate([p[k] for p in parts], axis=axis) for k in parts[0]}
 
 
+def _fitted(net, name: str) -> np.ndarray | None:
+    """``net``'s buffer ``name`` as numpy where it has one that is not empty or all zero, else None."""
+    b = getattr(net, name, None)
+    if b is None:
+        return None
+    b = b.detach().float().cpu().numpy()
+    return b if np.any(b != 0) else None
+
+
 def update_gain(net) -> np.ndarray | None:
     """``net``'s ``update_gain`` (L,) as numpy where it has one that is not all zero, else None."""
-    g = getattr(net, "update_gain", None)
-    if g is None:
-        return None
-    g = g.detach().float().cpu().numpy()
-    return g if np.any(g != 0) else None
+    return _fitted(net, "update_gain")
 
 
 def persistence_weight(net) -> np.ndarray | None:
     """``net``'s ``persistence_weight`` (G, L) as numpy where it has one fitted that is not all
     zero, else None."""
-    w = getattr(net, "persistence_weight", None)
-    if w is None or w.numel() == 0:
-        return None
-    w = w.detach().float().cpu().numpy()
-    return w if np.any(w != 0) else None
+    return _fitted(net, "persistence_weight")
 
 
 def set_persistence_weight(net, weight) -> None:

@@ -369,8 +369,6 @@ class Trainer:
         :func:`hydrocast.model.fit_persistence_weight`) on the validation period, the forecasts
         already updated with the issue day's error, and set it; returns it (None for a model
         without observations). The run that fits it is not blended (weights empty)."""
-        import torch
-
         from .forward import issue_observations, set_persistence_weight
         from .model import fit_persistence_weight
         from .windows import targets
@@ -382,8 +380,7 @@ class Trainer:
         run = self.run(net, v0, v1 - 1)
         obs = targets(self.q_norm, v0, v1, run.q_norm.shape[-1], v1)
         weight = fit_persistence_weight(run.q_norm, issue_observations(self.inputs, v0, run.q_norm.shape[0]), obs)
-        with torch.no_grad():
-            set_persistence_weight(net, weight)  # the training basins are the model's gauges, in order
+        set_persistence_weight(net, weight)  # the training basins are the model's gauges, in order
         return weight
 
     def calibrate_spread(self, net) -> list[float]:

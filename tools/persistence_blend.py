@@ -41,12 +41,13 @@ def read(path) -> tuple[dict[str, np.ndarray], list[str]]:
 
 
 def fit_weights(model: np.ndarray, persistence: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """(basin, lead) least-squares weights of persistence in ``(1 - w) model + w persistence``, clipped to [0, 1]."""
-    r, d = observed - model, persistence - model
-    ok = np.isfinite(r) & np.isfinite(d)
-    num = np.where(ok, r * d, 0.0).sum(axis=-1)
-    den = np.where(ok, d * d, 0.0).sum(axis=-1)
-    return np.clip(np.divide(num, den, out=np.zeros_like(num), where=den > 0), 0.0, 1.0)
+    """(basin, lead) least-squares weights of persistence in ``(1 - w) model + w persistence``, clipped
+    to [0, 1]: hydrocast's own fit (:func:`hydrocast.model.fit_persistence_weight`) on the hindcast's
+    (basin, lead, issue day) arrays, every basin with a day kept."""
+    from hydrocast.model import fit_persistence_weight
+
+    days_first = [np.moveaxis(x, -1, 0) for x in (model, persistence, observed)]
+    return fit_persistence_weight(*days_first, min_days=1).astype("float64")
 
 
 def blend(model: np.ndarray, persistence: np.ndarray, w: np.ndarray) -> np.ndarray:
