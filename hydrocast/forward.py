@@ -232,7 +232,7 @@ def _concat(parts: list, axis: int = 0) -> dict:
 
 
 def _fitted(net, name: str) -> np.ndarray | None:
-    """``net``'s buffer ``name`` as numpy where it has one that is not empty or all zero, else None."""
+    """``net``'s buffer ``name`` as numpy where it has one that is neither empty nor all zero, else None."""
     b = getattr(net, name, None)
     if b is None:
         return None

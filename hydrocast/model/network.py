@@ -719,8 +719,9 @@ def fit_update_gain(center, errors, obs, basin_std, eps: float = 0.1) -> list[fl
 def fit_persistence_weight(center, issue_obs, obs, min_days: int = 30):
     """(N, L) the weights ``w`` of the blend with persistence (module docstring, "Blending with
     persistence") that minimise, per basin and lead, the squared error of
-    ``center + w * (issue_obs - center)`` against ``obs`` (numpy (T, N, L), (T, N) or (T, N, L),
-    (T, N, L), normalised, the forecasts already updated; NaN = none): the least-squares slope of the
+    ``center + w * (issue_obs - center)`` against ``obs`` (numpy: ``center`` and ``obs`` (T, N, L),
+    ``issue_obs`` (T, N), or (T, N, L) for a persistence of its own per lead; normalised, the
+    forecasts already updated; NaN = none): the least-squares slope of the
     residuals on the distance to persistence, clipped to [0, 1] (between the model and
     persistence, never beyond either); 0 for a basin and lead with fewer than ``min_days`` days."""
     import numpy as np
